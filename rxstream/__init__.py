@@ -1,0 +1,44 @@
+"""rxstream: any LLM provider's streaming response as one typed, ordered event stream."""
+
+from rxstream import events, operators, sources
+from rxstream._consume import collect
+from rxstream._errors import (
+    AuthenticationError,
+    BadRequestError,
+    HTTPStatusError,
+    JsonError,
+    LimitExceededError,
+    ProtocolError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+    RxStreamError,
+    StreamTimeoutError,
+    TransportError,
+)
+from rxstream._chunk import ProviderChunk
+from rxstream._result import OutputResult, StreamResult, ToolCallResult
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "HTTPStatusError",
+    "JsonError",
+    "LimitExceededError",
+    "OutputResult",
+    "ProtocolError",
+    "ProviderChunk",
+    "ProviderError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "RxStreamError",
+    "StreamResult",
+    "StreamTimeoutError",
+    "ToolCallResult",
+    "TransportError",
+    "collect",
+    "events",
+    "operators",
+    "sources",
+]
+__version__ = "0.1.0"

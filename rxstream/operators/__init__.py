@@ -1,0 +1,5 @@
+"""rxstream's operators, to use beside reactivex's own: ``from rxstream import operators as rxs``."""
+
+from rxstream.operators._normalize import normalize
+
+__all__ = ["normalize"]

@@ -1,0 +1,112 @@
+"""The one audited helper that lifts a pure ``feed()/flush()`` core into an Rx operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import reactivex
+from reactivex import Observable, abc
+
+from rxstream._errors import RxStreamError
+
+__all__ = ["Core", "lift"]
+
+A = TypeVar("A")
+B = TypeVar("B")
+A_contra = TypeVar("A_contra", contravariant=True)
+B_co = TypeVar("B_co", covariant=True)
+
+
+class Core(Protocol[A_contra, B_co]):
+    """A pure per-subscription state machine.
+
+    ``feed`` and ``flush`` return what to emit. A core that fails sets ``failure`` after
+    returning the items produced before the fault (so nothing is lost); a core that raises is
+    reported through ``on_error`` as well, wrapped when the exception is not an
+    :class:`RxStreamError`.
+    """
+
+    @property
+    def failure(self) -> RxStreamError | None: ...
+
+    def feed(self, item: A_contra, /) -> list[B_co]: ...
+
+    def flush(self) -> list[B_co]: ...
+
+
+def lift(
+    make_core: Callable[[], Core[A, B]],
+    *,
+    wrap_error: Callable[[Exception], Exception] | None = None,
+) -> Callable[[Observable[A]], Observable[B]]:
+    """Turn a core factory into an operator; one core per subscription.
+
+    Grammar: items of ``feed`` are emitted in order; on upstream completion ``flush``'s items,
+    then ``on_completed`` (or ``on_error`` if the core failed); upstream errors pass unchanged;
+    nothing is emitted after a terminal notification, even by a synchronous source that keeps
+    calling.
+    """
+
+    def operator(source: Observable[A]) -> Observable[B]:
+        def subscribe(observer: abc.ObserverBase[B], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+            try:
+                core = make_core()
+            except Exception as exc:  # noqa: BLE001 - reported, not raised, per Rx grammar
+                observer.on_error(exc)
+                return reactivex.empty().subscribe()
+            stopped = False
+            emit = observer.on_next
+
+            def fail(exc: Exception) -> None:
+                nonlocal stopped
+                stopped = True
+                if wrap_error is not None and not isinstance(exc, RxStreamError):
+                    exc = wrap_error(exc)
+                observer.on_error(exc)
+
+            def on_next(item: A) -> None:
+                if stopped:
+                    return
+                try:
+                    out = core.feed(item)
+                except Exception as exc:  # noqa: BLE001
+                    fail(exc)
+                    return
+                for value in out:
+                    emit(value)
+                failure = core.failure
+                if failure is not None:
+                    fail(failure)
+
+            def on_error(exc: Exception) -> None:
+                nonlocal stopped
+                if not stopped:
+                    stopped = True
+                    observer.on_error(exc)
+
+            def on_completed() -> None:
+                nonlocal stopped
+                if stopped:
+                    return
+                try:
+                    out = core.flush()
+                except Exception as exc:  # noqa: BLE001
+                    fail(exc)
+                    return
+                for value in out:
+                    emit(value)
+                failure = core.failure
+                if failure is not None:
+                    fail(failure)
+                    return
+                stopped = True
+                observer.on_completed()
+
+            return source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
+
+        return Observable[B](subscribe)
+
+    return operator
+
+
