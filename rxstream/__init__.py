@@ -1,6 +1,7 @@
 """rxstream: any LLM provider's streaming response as one typed, ordered event stream."""
 
 from rxstream import events, operators, sources
+from rxstream._chunk import ProviderChunk
 from rxstream._consume import collect
 from rxstream._errors import (
     AuthenticationError,
@@ -16,7 +17,6 @@ from rxstream._errors import (
     StreamTimeoutError,
     TransportError,
 )
-from rxstream._chunk import ProviderChunk
 from rxstream._result import OutputResult, StreamResult, ToolCallResult
 
 __all__ = [

@@ -91,8 +91,7 @@ def _human(result: StreamResult) -> str:
             parts.append(f"  text: {o.text[:400]!r}{'...' if len(o.text) > 400 else ''}")
         if o.refusal:
             parts.append(f"  refusal: {o.refusal!r}")
-        for c in o.tool_calls:
-            parts.append(f"  tool call {c.call_index}: {c.name}({c.arguments}) id={c.id}")
+        parts.extend(f"  tool call {c.call_index}: {c.name}({c.arguments}) id={c.id}" for c in o.tool_calls)
     if result.usage is not None:
         u = result.usage
         parts.append(

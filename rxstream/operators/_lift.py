@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import reactivex
 from reactivex import Observable, abc
@@ -15,10 +15,9 @@ __all__ = ["Core", "lift"]
 A = TypeVar("A")
 B = TypeVar("B")
 A_contra = TypeVar("A_contra", contravariant=True)
-B_co = TypeVar("B_co", covariant=True)
 
 
-class Core(Protocol[A_contra, B_co]):
+class Core(Protocol[A_contra, B]):
     """A pure per-subscription state machine.
 
     ``feed`` and ``flush`` return what to emit. A core that fails sets ``failure`` after
@@ -30,9 +29,9 @@ class Core(Protocol[A_contra, B_co]):
     @property
     def failure(self) -> RxStreamError | None: ...
 
-    def feed(self, item: A_contra, /) -> list[B_co]: ...
+    def feed(self, item: A_contra, /) -> list[B]: ...
 
-    def flush(self) -> list[B_co]: ...
+    def flush(self) -> list[B]: ...
 
 
 def lift(

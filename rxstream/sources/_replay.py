@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from rxstream._chunk import ProviderChunk, StreamOpen, Wire, detect_wire
 from rxstream._errors import ProtocolError, RxStreamError
 from rxstream.sources._payloads import Framing, PayloadDecoder, framing_for_path
 
-__all__ = ["load_recording", "read_payloads", "replay"]
+__all__ = ["from_bytes", "load_recording", "read_payloads", "replay"]
 
 
 def read_payloads(
@@ -131,6 +133,58 @@ def replay(
             cancelled = True
             inner.dispose()
 
+        return Disposable(dispose)
+
+    return reactivex.create(subscribe)
+
+
+def from_bytes(
+    body: Iterable[bytes],
+    *,
+    framing: Framing = "sse",
+    wire: Wire | None = None,
+    provider: str | None = None,
+    request: dict[str, Any] | None = None,
+) -> Observable[ProviderChunk]:
+    """A cold observable over body bytes already in hand (or produced by an iterable, one read
+    at a time): the open chunk, then one chunk per decoded payload, ``at`` from the monotonic
+    clock at each read.
+
+    Emits synchronously on subscribe. With ``wire=None`` the chunks carry no wire and
+    ``normalize()`` detects it.
+
+    Errors:
+        :class:`ProtocolError` / :class:`LimitExceededError` from the decoder, after every
+        payload decoded before the fault.
+    """
+
+    def subscribe(observer: abc.ObserverBase[ProviderChunk], _: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+        decoder = PayloadDecoder(framing)
+        cancelled = False
+        now = time.monotonic_ns
+        emit = observer.on_next
+
+        def dispose() -> None:
+            nonlocal cancelled
+            cancelled = True
+
+        emit(ProviderChunk("open", wire, None, None, now(), StreamOpen(provider=provider, request=request)))
+        try:
+            for piece in body:
+                if cancelled:
+                    break
+                at = now()
+                for event, data in decoder.feed(piece):
+                    emit(ProviderChunk("data", wire, event, data, at))
+            if not cancelled:
+                at = now()
+                for event, data in decoder.flush():
+                    emit(ProviderChunk("data", wire, event, data, at))
+        except RxStreamError as exc:
+            observer.on_error(exc)
+            return Disposable(dispose)
+        if not cancelled:
+            observer.on_completed()
         return Disposable(dispose)
 
     return reactivex.create(subscribe)

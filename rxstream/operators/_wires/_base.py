@@ -112,7 +112,7 @@ class CallState:
 class OutputState:
     """One output (choice / candidate): its calls and what the provider said about its end."""
 
-    __slots__ = ("calls", "by_key", "index", "raw_reason", "reason", "text_streamed")
+    __slots__ = ("by_key", "calls", "index", "raw_reason", "reason", "text_streamed")
 
     def __init__(self, index: int) -> None:
         self.index = index
