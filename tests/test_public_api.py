@@ -6,6 +6,11 @@ import importlib
 
 import pytest
 
+def _isort_key(name: str) -> tuple[int, str]:
+    # The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions and modules.
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
 MODULES = ["rxstream", "rxstream.events", "rxstream.operators", "rxstream.sources", "rxstream._errors"]
 
 
@@ -13,7 +18,7 @@ MODULES = ["rxstream", "rxstream.events", "rxstream.operators", "rxstream.source
 def test_all_is_sorted_and_complete(name: str) -> None:
     module = importlib.import_module(name)
     exported = module.__all__
-    assert exported == sorted(exported), f"{name}.__all__ is not sorted"
+    assert exported == sorted(exported, key=_isort_key), f"{name}.__all__ is not sorted"
     assert len(set(exported)) == len(exported)
     for symbol in exported:
         assert hasattr(module, symbol), f"{name}.__all__ names missing {symbol}"

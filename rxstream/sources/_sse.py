@@ -194,7 +194,7 @@ class SSEDecoder:
                 ) from exc
             events = self._feed_text(text) if text else []
             if self._line:
-                events.extend(self._process([self._line]))
+                self._process([self._line], events)
             if self._data:
                 events.append(self._dispatch())
             return events
@@ -218,51 +218,88 @@ class SSEDecoder:
                     return []
         if "\r" in text:
             self._after_cr = text[-1] == "\r"
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                text = text.replace("\r", "\n")
         pending = self._line
         if pending:
             text = pending + text
-        # Split on blank lines first: the common event is one "data:" line, and handling it
-        # as a single block costs one loop iteration instead of two.
-        blocks = text.split("\n\n")
-        last = blocks.pop()
-        lines: list[str] | None = None
-        if "\n" in last:
-            lines = last.split("\n")
-            last = lines.pop()
         max_line = self._max_line
-        if len(last) > max_line:
-            raise self._line_error(len(last))
-        self._line = last
-        # A complete line can only be over the limit if the whole text is: one comparison
-        # keeps the common case free of a per-line length check.
+        # A complete line can only be over the limit if the whole text is: one comparison keeps
+        # the common case free of per-line length checks.
         if len(text) > max_line:
             longest = max(map(len, text.split("\n")))
             if longest > max_line:
                 raise self._line_error(longest)
         events: list[ServerSentEvent] = []
-        for block in blocks:
-            if block.startswith("data:") and "\n" not in block and not self._data:
-                value = block[6:] if block.startswith(" ", 5) else block[5:]
-                if len(value) > self._max_event:
-                    raise self._event_error(len(value))
-                events.append(ServerSentEvent(self._event, value, self._id, self._retry))
-                self._event = None
+        # Most events on the wire are one "data: ..." line, or one "event: ..." line and one
+        # "data: ..." line. Splitting on the blank line plus the prefix of the line that opens
+        # the next event leaves each such event in one piece, which needs no per-line work;
+        # any other piece goes through line-by-line processing.
+        first_blank = text.find("\n\n")
+        if first_blank >= 0:
+            if text.startswith("event: ", first_blank + 2):
+                parts = text.split("\n\nevent: ")
+                self._named_events(parts, events)
+                text = "event: " + parts[-1]
             else:
-                if "\n" in block:
-                    events.extend(self._process(block.split("\n")))
-                elif block:
-                    events.extend(self._process([block]))
-                if self._data:
-                    events.append(self._dispatch())
-                else:
-                    self._event = None
-        if lines:
-            events.extend(self._process(lines))
+                parts = text.split("\n\ndata: ")
+                if len(parts) > 1:
+                    self._data_events(parts, events)
+                    text = "data: " + parts[-1]
+        if "\n" in text:
+            lines = text.split("\n")
+            text = lines.pop()
+            self._process(lines, events)
+        self._line = text
         return events
 
-    def _process(self, lines: list[str]) -> list[ServerSentEvent]:
-        events: list[ServerSentEvent] = []
+    def _data_events(self, parts: list[str], events: list[ServerSentEvent]) -> None:
+        """Handle pieces of ``text.split("\\n\\ndata: ")`` except the last (unterminated) one."""
+        self._block(parts[0], events)
+        event_id = self._id
+        retry = self._retry
+        max_event = self._max_event
+        for i in range(1, len(parts) - 1):
+            part = parts[i]
+            if "\n" not in part:
+                if len(part) > max_event:
+                    raise self._event_error(len(part))
+                events.append(ServerSentEvent(None, part, event_id, retry))
+            else:
+                self._block("data: " + part, events)
+                event_id = self._id
+                retry = self._retry
+
+    def _named_events(self, parts: list[str], events: list[ServerSentEvent]) -> None:
+        """Handle pieces of ``text.split("\\n\\nevent: ")`` except the last (unterminated) one."""
+        self._block(parts[0], events)
+        event_id = self._id
+        retry = self._retry
+        max_event = self._max_event
+        for i in range(1, len(parts) - 1):
+            part = parts[i]
+            nl = part.find("\n")
+            if nl >= 0 and part.startswith("data: ", nl + 1) and part.find("\n", nl + 1) < 0:
+                value = part[nl + 7 :]
+                if len(value) > max_event:
+                    raise self._event_error(len(value))
+                events.append(ServerSentEvent(part[:nl] or None, value, event_id, retry))
+            else:
+                self._block("event: " + part, events)
+                event_id = self._id
+                retry = self._retry
+
+    def _block(self, block: str, events: list[ServerSentEvent]) -> None:
+        """Process complete lines followed by a blank line."""
+        if block:
+            self._process(block.split("\n"), events)
+        if self._data:
+            events.append(self._dispatch())
+        else:
+            self._event = None
+
+    def _process(self, lines: list[str], events: list[ServerSentEvent]) -> None:
         data = self._data
         size = self._data_size
         max_size = self._max_event + 1
@@ -299,7 +336,6 @@ class SSEDecoder:
                     self._field(line)
         self._data = data
         self._data_size = size
-        return events
 
     def _field(self, line: str) -> None:
         # Every field except data: the rare path, kept out of the hot loop.
@@ -429,6 +465,9 @@ class JSONArrayDecoder:
             ProtocolError: The bytes are not a JSON array of objects.
             LimitExceededError: An element exceeds ``max_item_bytes``.
         """
+        if not data:
+            # ijson reads an empty send as the end of the input.
+            return []
         if not self._started:
             stripped = data.lstrip(_JSON_WS)
             if not stripped:

@@ -32,6 +32,9 @@ from rxstream._events import (
 
 __all__ = ["CallState", "Normalizer", "OutputState", "UsageAccumulator"]
 
+# Preamble payloads held back at most, waiting for one that names the model (Azure's first chunk).
+_MAX_HELD = 8
+
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -112,7 +115,7 @@ class CallState:
 class OutputState:
     """One output (choice / candidate): its calls and what the provider said about its end."""
 
-    __slots__ = ("by_key", "calls", "index", "raw_reason", "reason", "text_streamed")
+    __slots__ = ("by_key", "calls", "finish_meta", "index", "raw_reason", "reason", "text_streamed")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -121,6 +124,7 @@ class OutputState:
         self.raw_reason: str | None = None
         self.reason: FinishReason | None = None
         self.text_streamed: dict[Any, int] = {}
+        self.finish_meta: dict[str, Any] | None = None
 
 
 class Normalizer:
@@ -159,6 +163,7 @@ class Normalizer:
         self._out: list[Event] = []
         self._outputs: dict[int, OutputState] = {}
         self._last_usage: dict[str, int | None] | None = None
+        self._held: list[tuple[int, ProviderChunk]] = []
 
     # -- the pure core ---------------------------------------------------------------------
 
@@ -168,7 +173,7 @@ class Normalizer:
             return []
         if chunk.kind == "open":
             self._open = chunk.open
-            self._open_at = chunk.at
+            self._open_at = self._at = chunk.at
             return []
         out: list[Event] = []
         self._out = out
@@ -179,7 +184,12 @@ class Normalizer:
             self._raw = data
         try:
             if not self._started:
+                if len(self._held) < _MAX_HELD and self._defer_start(data):
+                    self._held.append((self._seq, chunk))
+                    return out
                 self._start(data)
+                if self._held:
+                    self._replay_held()
             self._handle(chunk.event, data)
         except RxStreamError as exc:
             self.failure = exc
@@ -198,14 +208,39 @@ class Normalizer:
         out: list[Event] = []
         self._out = out
         self._raw = None
-        if not self._started:
-            self._start(None)
+        try:
+            if not self._started:
+                held = self._held
+                self._start(held[0][1].data if held else None)
+                if held:
+                    self._replay_held()
+        except RxStreamError as exc:
+            self.failure = exc
+            return out
         self._close_outputs()
         self._ended = True
         out.append(make_event(StreamEnd, stream_id=self.stream_id, seq=self._seq, at=self._at))
         return out
 
+    def _replay_held(self) -> None:
+        # Payloads held back while waiting for one that names the model, handled in order with
+        # their own seq and clock.
+        held, self._held = self._held, []
+        seq, at, raw = self._seq, self._at, self._raw
+        for chunk_seq, chunk in held:
+            self._seq, self._at = chunk_seq, chunk.at
+            if self.include_raw:
+                self._raw = chunk.data
+            self._handle(chunk.event, chunk.data)
+        self._seq, self._at, self._raw = seq, at, raw
+
     # -- for subclasses ---------------------------------------------------------------------
+
+    def _defer_start(self, data: Any) -> bool:
+        """True when this first payload names nothing and carries no content (a preamble), so
+        ``stream.start`` should wait for the next one to name the model and response id. At
+        most a few payloads are held."""
+        return False
 
     def _identity(self, data: Any) -> tuple[str | None, str | None]:
         """(model, response id) named by the first payload, if any."""
@@ -415,11 +450,20 @@ class Normalizer:
             )
         )
 
-    def _finish_reason(self, output: int, raw_reason: str | None, reason: FinishReason | None) -> None:
-        """Record how an output ended; ``finish`` itself is emitted at the end of the stream."""
+    def _finish_reason(
+        self,
+        output: int,
+        raw_reason: str | None,
+        reason: FinishReason | None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how an output ended (``meta`` rides on its ``finish``, e.g. content-filter
+        results); ``finish`` itself is emitted at the end of the stream."""
         state = self._output(output)
         state.raw_reason = raw_reason
         state.reason = reason
+        if meta:
+            state.finish_meta = meta
 
     def _usage(self, values: dict[str, int | None], raw: Any, *, new_message: bool = False) -> None:
         """Record a provider usage report and emit the cumulative totals when they changed."""
@@ -484,6 +528,6 @@ class Normalizer:
             self._out.append(
                 make_event(
                     Finish, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                    output=index, reason=reason, raw_reason=state.raw_reason,
+                    meta=state.finish_meta or {}, output=index, reason=reason, raw_reason=state.raw_reason,
                 )
             )

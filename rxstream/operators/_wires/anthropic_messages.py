@@ -57,6 +57,10 @@ def _str(value: Any) -> str | None:
     return value if value.__class__ is str else None
 
 
+def _list(value: Any) -> list[Any] | None:
+    return value if value.__class__ is list else None
+
+
 def _int(value: Any) -> int | None:
     return value if value.__class__ is int else None
 
@@ -76,7 +80,7 @@ class _Block:
 
     __slots__ = ("block", "call", "index", "input", "parts")
 
-    def __init__(self, index: Any, block: dict[str, Any], call: CallState | None) -> None:
+    def __init__(self, index: int | None, block: dict[str, Any], call: CallState | None) -> None:
         self.index = index
         self.block = block
         self.call = call
@@ -93,7 +97,7 @@ class AnthropicMessagesNormalizer(Normalizer):
         super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw)
         self._message = 0
         self._message_id: str | None = None
-        self._blocks: dict[tuple[int, Any], _Block] = {}
+        self._blocks: dict[tuple[int, int | None], _Block] = {}
         # calls of output 0 announced before the current message began
         self._calls_before = 0
         # the current message's last reported usage parts: input, cache read, cache write
@@ -141,7 +145,7 @@ class AnthropicMessagesNormalizer(Normalizer):
                 if text and text.__class__ is str:
                     self._text(0, text, None, {"block_index": index})
             elif dtype == "input_json_delta":
-                self._input_delta(index, delta.get("partial_json"), data)
+                self._input_delta(_int(index), delta.get("partial_json"), data)
             elif dtype == "thinking_delta":
                 text = delta.get("thinking")
                 if text and text.__class__ is str:
@@ -153,18 +157,19 @@ class AnthropicMessagesNormalizer(Normalizer):
             elif dtype == "citations_delta":
                 self._cite(index, delta.get("citation"))
             else:
-                self._provider_event(dtype if dtype.__class__ is str else "content_block_delta", data,
-                                     {"block_index": index})
+                self._provider_event(_str(dtype) or "content_block_delta", data, {"block_index": index})
         elif kind == "content_block_start":
             block = _obj(data.get("content_block"))
             if block is None:
                 self._provider_event("content_block_start", data)
             else:
-                self._block_start(data.get("index"), block)
+                self._block_start(_int(data.get("index")), block)
         elif kind == "content_block_stop":
-            self._block_stop(data.get("index"))
-        elif kind == "ping" or kind == "message_stop":
-            if kind == "message_stop" and self._blocks:
+            self._block_stop(_int(data.get("index")))
+        elif kind == "ping":
+            pass
+        elif kind == "message_stop":
+            if self._blocks:
                 self._end_open_blocks()
         elif kind == "message_delta":
             self._message_delta(data)
@@ -173,7 +178,7 @@ class AnthropicMessagesNormalizer(Normalizer):
         elif kind == "error":
             self._error(data)
         else:
-            self._provider_event(kind if kind.__class__ is str else "unknown", data)
+            self._provider_event(_str(kind) or "unknown", data)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -194,14 +199,12 @@ class AnthropicMessagesNormalizer(Normalizer):
         container = message.get("container")
         if container is not None:
             self._provider_event("container", container)
-        content = message.get("content")
-        if content.__class__ is list and content:
-            # Never streamed: each block opens and closes at once.
-            for index, block in enumerate(content):
-                payload = _obj(block)
-                if payload is not None:
-                    self._block_start(index, payload)
-                    self._block_stop(index)
+        # Content inside message_start was never streamed: each block opens and closes at once.
+        for index, block in enumerate(_list(message.get("content")) or ()):
+            payload = _obj(block)
+            if payload is not None:
+                self._block_start(index, payload)
+                self._block_stop(index)
 
     def _message_delta(self, data: dict[str, Any]) -> None:
         delta = _obj(data.get("delta"))
@@ -231,15 +234,13 @@ class AnthropicMessagesNormalizer(Normalizer):
         known = [p for p in parts if p is not None]
         # Compaction iterations are billed but left out of the top-level counts.
         extra_in = extra_read = extra_write = extra_out = 0
-        iterations = usage.get("iterations")
-        if iterations.__class__ is list:
-            for item in iterations:
-                step = _obj(item)
-                if step is not None and step.get("type") == "compaction":
-                    extra_in += _int(step.get("input_tokens")) or 0
-                    extra_read += _int(step.get("cache_read_input_tokens")) or 0
-                    extra_write += _int(step.get("cache_creation_input_tokens")) or 0
-                    extra_out += _int(step.get("output_tokens")) or 0
+        for item in _list(usage.get("iterations")) or ():
+            step = _obj(item)
+            if step is not None and step.get("type") == "compaction":
+                extra_in += _int(step.get("input_tokens")) or 0
+                extra_read += _int(step.get("cache_read_input_tokens")) or 0
+                extra_write += _int(step.get("cache_creation_input_tokens")) or 0
+                extra_out += _int(step.get("output_tokens")) or 0
         details = _obj(usage.get("output_tokens_details"))
         values: dict[str, int | None] = {
             "input_tokens": _plus(sum(known) if known else None, extra_in + extra_read + extra_write),
@@ -258,17 +259,15 @@ class AnthropicMessagesNormalizer(Normalizer):
 
     # -- blocks -------------------------------------------------------------------------------
 
-    def _block_start(self, index: Any, block: dict[str, Any]) -> None:
+    def _block_start(self, index: int | None, block: dict[str, Any]) -> None:
         btype = block.get("type")
         meta: dict[str, Any] = {"block_index": index}
         if btype == "text":
             text = _str(block.get("text"))
             if text:
                 self._text(0, text, None, meta)
-            citations = block.get("citations")
-            if citations.__class__ is list:
-                for citation in citations:
-                    self._cite(index, citation)
+            for citation in _list(block.get("citations")) or ():
+                self._cite(index, citation)
         elif btype == "thinking":
             text = _str(block.get("thinking")) or ""
             signature = _str(block.get("signature")) or None
@@ -285,14 +284,13 @@ class AnthropicMessagesNormalizer(Normalizer):
             call = self._tool_start(0, key, _str(block.get("id")), _str(block.get("name")) or "", meta)
             self._blocks[key] = _Block(index, block, call)
         elif self.provider_events:
-            name = btype if btype.__class__ is str else "content_block"
             if "input" in block:
                 # a server tool's input streams as fragments: one event with all of it at stop
                 self._blocks[(self._message, index)] = _Block(index, block, None)
             else:
-                self._provider_event(name, block, meta)
+                self._provider_event(_str(btype) or "content_block", block, meta)
 
-    def _input_delta(self, index: Any, partial: Any, data: dict[str, Any]) -> None:
+    def _input_delta(self, index: int | None, partial: Any, data: dict[str, Any]) -> None:
         block = self._blocks.get((self._message, index))
         if block is None:
             self._provider_event("input_json_delta", data, {"block_index": index})
@@ -302,7 +300,7 @@ class AnthropicMessagesNormalizer(Normalizer):
             else:
                 block.parts.append(partial)
 
-    def _block_stop(self, index: Any) -> None:
+    def _block_stop(self, index: int | None) -> None:
         block = self._blocks.pop((self._message, index), None)
         if block is not None:
             self._end_block(block)
@@ -330,8 +328,7 @@ class AnthropicMessagesNormalizer(Normalizer):
                 data["input"] = json.loads(text)
             except ValueError:
                 data["input_json"] = text
-        name = data.get("type")
-        self._provider_event(name if name.__class__ is str else "content_block", data, meta)
+        self._provider_event(_str(data.get("type")) or "content_block", data, meta)
 
     def _cite(self, index: Any, citation: Any) -> None:
         source = _obj(citation)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from math import isfinite
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rxstream._chunk import Wire
 from rxstream._events import Event, FinishReason
@@ -56,6 +56,8 @@ _FINISH: dict[str, FinishReason] = {
 # Parts run by Google itself or carrying media: passed through, never client tool calls.
 _PROVIDER_PARTS = ("executableCode", "codeExecutionResult", "inlineData", "fileData", "functionResponse")
 
+_FINISH_DETAIL = ("index", "finishReason", "finishMessage", "safetyRatings")
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -69,47 +71,42 @@ def _parse_path(path: str) -> tuple[str | int, ...]:
     """Split an RFC 9535 path such as ``$.a.b[0]['c d']`` into keys and indexes.
 
     Only the singular-query forms partial arguments use (names, quoted names, indexes); a
-    path that does not parse is taken as one key, so the JSON text stays valid.
+    path that does not parse is taken whole as one key, so the JSON text stays valid.
     """
-    if path.startswith("$"):
-        i = 1
-    else:
-        path = "$." + path
-        i = 1
+    query = path if path.startswith("$") else "$." + path
     out: list[str | int] = []
-    n = len(path)
+    i, n = 1, len(query)
     while i < n:
-        c = path[i]
+        c = query[i]
         if c == ".":
             j = i + 1
-            while j < n and path[j] not in ".[":
+            while j < n and query[j] not in ".[":
                 j += 1
             if j == i + 1:
-                return (path[1:],)
-            out.append(path[i + 1 : j])
+                return (path,)
+            out.append(query[i + 1 : j])
             i = j
-        elif c == "[":
-            if i + 1 < n and path[i + 1] in "'\"":
-                quote = path[i + 1]
-                j = i + 2
-                name: list[str] = []
-                while j < n and path[j] != quote:
-                    if path[j] == "\\" and j + 1 < n:
-                        j += 1
-                    name.append(path[j])
+        elif c == "[" and i + 1 < n and query[i + 1] in "'\"":
+            quote = query[i + 1]
+            j = i + 2
+            name: list[str] = []
+            while j < n and query[j] != quote:
+                if query[j] == "\\" and j + 1 < n:
                     j += 1
-                if j + 1 >= n or path[j + 1] != "]":
-                    return (path[1:],)
-                out.append("".join(name))
-                i = j + 2
-            else:
-                j = path.find("]", i)
-                if j < 0 or not path[i + 1 : j].isdigit():
-                    return (path[1:],)
-                out.append(int(path[i + 1 : j]))
-                i = j + 1
+                name.append(query[j])
+                j += 1
+            if j + 1 >= n or query[j + 1] != "]":
+                return (path,)
+            out.append("".join(name))
+            i = j + 2
+        elif c == "[":
+            j = query.find("]", i)
+            if j < 0 or not query[i + 1 : j].isdigit():
+                return (path,)
+            out.append(int(query[i + 1 : j]))
+            i = j + 1
         else:
-            return (path[1:],)
+            return (path,)
     return tuple(out)
 
 
@@ -234,8 +231,10 @@ class _ArgsBuilder:
             out.append(",")
         else:
             self.filled[-1] = True
-        if isinstance(key, str):
-            out.append(_dumps(key))
+        # The container decides (a path that mixes ``[0]`` and ``.a`` on one level still
+        # gives valid JSON): objects take a key, arrays append.
+        if self.closers[-1] == "}":
+            out.append(_dumps(key if isinstance(key, str) else str(key)))
             out.append(":")
 
 
@@ -249,20 +248,17 @@ class GeminiNormalizer(Normalizer):
         self._last_usage_raw: Any = None
         self._streaming: dict[int, _ArgsBuilder] = {}
         self._cited: dict[int, set[tuple[Any, ...]]] = {}
-        self._last_grounding: dict[int, Any] = {}
+        self._last_grounding: dict[int, dict[str, Any]] = {}
+        self._last_grounding_raw: dict[int, dict[str, Any]] = {}
 
     def _identity(self, data: Any) -> tuple[str | None, str | None]:
-        if not isinstance(data, dict):
+        payload = _dict(data)
+        if payload is None:
             return None, None
-        model: Any = data.get("modelVersion")  # pyright: ignore[reportUnknownMemberType]
-        response_id: Any = data.get("responseId")  # pyright: ignore[reportUnknownMemberType]
-        return (
-            model if isinstance(model, str) else None,
-            response_id if isinstance(response_id, str) else None,
-        )
+        return _str(payload.get("modelVersion")), _str(payload.get("responseId"))
 
     def _guess_provider(self, model: str | None) -> str | None:
-        # Only Google speaks this wire; Vertex and AI Studio share it and the payloads do not
+        # Only Google speaks this wire; AI Studio and Vertex share it and the payloads do not
         # reliably tell them apart.
         return "google"
 
@@ -278,82 +274,76 @@ class GeminiNormalizer(Normalizer):
     # -- payloads -----------------------------------------------------------------------------
 
     def _handle(self, event: str | None, data: Any) -> None:
-        if not isinstance(data, dict):
+        payload = _dict(data)
+        if payload is None:
             self._provider_event("payload", data)
             return
-        payload: dict[str, Any] = data  # pyright: ignore[reportUnknownVariableType]
-        candidates = payload.get("candidates")
+        candidates = _list(payload.get("candidates"))
         if candidates:
-            if isinstance(candidates, list):
-                for candidate in candidates:  # pyright: ignore[reportUnknownVariableType]
-                    if isinstance(candidate, dict):
-                        self._candidate(candidate)  # pyright: ignore[reportUnknownArgumentType]
+            for candidate in candidates:
+                if candidate.__class__ is dict:
+                    self._candidate(candidate)
         else:
             error = payload.get("error")
             if error is not None:
                 self._error(error)
                 return
-            feedback = payload.get("promptFeedback")
-            if isinstance(feedback, dict):
-                self._prompt_feedback(feedback)  # pyright: ignore[reportUnknownArgumentType]
+            feedback = _dict(payload.get("promptFeedback"))
+            if feedback is not None:
+                self._prompt_feedback(feedback)
         usage = payload.get("usageMetadata")
         if usage is not None and usage != self._last_usage_raw:
+            # Re-sent unchanged on most chunks: compared whole before any work.
             self._last_usage_raw = usage
-            if isinstance(usage, dict):
-                self._usage_metadata(usage)  # pyright: ignore[reportUnknownArgumentType]
+            usage = _dict(usage)
+            if usage is not None:
+                self._usage_metadata(usage)
 
     def _candidate(self, candidate: dict[str, Any]) -> None:
-        index = candidate.get("index") or 0
-        if not isinstance(index, int):
+        # The hot path: class checks inline (no helper calls) for the common text chunk.
+        index = candidate.get("index", 0)
+        if index.__class__ is not int:
             index = 0
-        content = candidate.get("content")
-        if content:
-            parts: Any = content.get("parts") if isinstance(content, dict) else None  # pyright: ignore[reportUnknownMemberType]
-            if isinstance(parts, list):
-                for part in parts:  # pyright: ignore[reportUnknownVariableType]
-                    if isinstance(part, dict):
-                        text = part.get("text")  # pyright: ignore[reportUnknownMemberType]
-                        if len(part) == 1 and text.__class__ is str:  # pyright: ignore[reportUnknownArgumentType]
-                            self._text(index, text)  # pyright: ignore[reportArgumentType]
-                        else:
-                            self._part(index, part)  # pyright: ignore[reportUnknownArgumentType]
+        content: Any = candidate.get("content")
+        if content.__class__ is dict:
+            parts = content.get("parts")
+            if parts.__class__ is list:
+                for part in parts:
+                    if part.__class__ is not dict:
+                        continue
+                    text = part.get("text")
+                    if text.__class__ is str and len(part) == 1:
+                        self._text(index, text)
+                    else:
+                        self._part(index, part)
         size = len(candidate)
         if size > 1 and size - ("index" in candidate) - ("content" in candidate):
             self._candidate_extras(index, candidate)
 
     def _candidate_extras(self, index: int, candidate: dict[str, Any]) -> None:
-        grounding = candidate.get("groundingMetadata")
-        if grounding and isinstance(grounding, dict):
-            self._grounding(index, grounding)  # pyright: ignore[reportUnknownArgumentType]
-        citations = candidate.get("citationMetadata")
-        if citations and isinstance(citations, dict):
-            self._citation_metadata(index, citations)  # pyright: ignore[reportUnknownArgumentType]
+        grounding = _dict(candidate.get("groundingMetadata"))
+        if grounding:
+            self._grounding(index, grounding)
+        citations = _dict(candidate.get("citationMetadata"))
+        if citations:
+            self._citation_metadata(index, citations)
         url_context = candidate.get("urlContextMetadata")
         if url_context:
             self._provider_event("urlContextMetadata", url_context, {"output": index})
-        raw_reason = candidate.get("finishReason")
-        if isinstance(raw_reason, str) and raw_reason:
+        raw_reason = _str(candidate.get("finishReason"))
+        if raw_reason:
             builder = self._streaming.pop(index, None)
             if builder is not None:
                 self._end_streamed(builder)
             self._finish_reason(index, raw_reason, _FINISH.get(raw_reason, "other"))
             if candidate.get("finishMessage") or candidate.get("safetyRatings"):
-                self._provider_event(
-                    "finish",
-                    {
-                        key: candidate[key]
-                        for key in ("index", "finishReason", "finishMessage", "safetyRatings")
-                        if key in candidate
-                    },
-                    {"output": index},
-                )
+                detail = {key: candidate[key] for key in _FINISH_DETAIL if key in candidate}
+                self._provider_event("finish", detail, {"output": index})
 
     def _part(self, index: int, part: dict[str, Any]) -> None:
-        signature = part.get("thoughtSignature")
-        if not isinstance(signature, str):
-            signature = None
-        text = part.get("text")
-        if isinstance(text, str):
+        signature = _str(part.get("thoughtSignature"))
+        text = _str(part.get("text"))
+        if text is not None:
             if part.get("thought") is True:
                 self._reasoning(index, text, signature)
             elif text:
@@ -363,55 +353,53 @@ class GeminiNormalizer(Normalizer):
                 # to the answer, has no text, and must reach the caller to be sent back.
                 self._reasoning(index, "", signature, {"part": "text"})
             return
-        call = part.get("functionCall")
-        if isinstance(call, dict):
-            self._function_call(index, call, signature)  # pyright: ignore[reportUnknownArgumentType]
+        call = _dict(part.get("functionCall"))
+        if call is not None:
+            self._function_call(index, call, signature)
             return
         kind = next((name for name in _PROVIDER_PARTS if name in part), "part")
         self._provider_event(kind, part, {"output": index})
         if signature is not None:
-            # Not visible without provider events, yet needed to send the turn back.
+            # Invisible without provider events, yet needed to send the turn back.
             self._reasoning(index, "", signature, {"part": kind})
 
     # -- function calls -----------------------------------------------------------------------
 
     def _function_call(self, index: int, call: dict[str, Any], signature: str | None) -> None:
-        name = call.get("name")
-        partial = call.get("partialArgs")
+        name = _str(call.get("name"))
+        partial = _list(call.get("partialArgs"))
         more = call.get("willContinue") is True
         builder = self._streaming.get(index)
-        if builder is not None and isinstance(name, str) and name:
+        if builder is not None and name:
             # A new call began without the previous one being closed.
             del self._streaming[index]
             self._end_streamed(builder)
             builder = None
         if builder is None:
             if not name and not partial:
-                # A closing ``{}`` for a call already closed, or noise.
-                return
-            state = self._start_call(index, call, name, signature)
+                return  # the closing ``{}`` of a call already closed
+            state = self._start_call(index, call, name or "", signature)
             if not more and not partial:
-                args = call.get("args")
-                self._tool_args(state, _dumps(args) if isinstance(args, dict) else "{}")
+                args = _dict(call.get("args"))
+                self._tool_args(state, "{}" if not args else _dumps(args))
                 self._tool_done(state)
                 return
             builder = self._streaming[index] = _ArgsBuilder(state)
-        if isinstance(partial, list):
-            for arg in partial:  # pyright: ignore[reportUnknownVariableType]
-                if isinstance(arg, dict):
-                    self._tool_args(builder.call, builder.add(arg))  # pyright: ignore[reportUnknownArgumentType]
+        if partial:
+            for arg in partial:
+                if arg.__class__ is dict:
+                    self._tool_args(builder.call, builder.add(arg))
         if not more:
             del self._streaming[index]
-            args = call.get("args")
-            self._end_streamed(builder, _dumps(args) if isinstance(args, dict) else None)
+            args = _dict(call.get("args"))
+            self._end_streamed(builder, None if args is None else _dumps(args))
 
-    def _start_call(self, index: int, call: dict[str, Any], name: Any, signature: str | None) -> CallState:
-        call_id = call.get("id")
+    def _start_call(self, index: int, call: dict[str, Any], name: str, signature: str | None) -> CallState:
         return self._tool_start(
             index,
-            len(self._output(index).calls),  # each Gemini call part is a new call: key by ordinal
-            call_id if isinstance(call_id, str) else None,
-            name if isinstance(name, str) else "",
+            len(self._output(index).calls),  # every Gemini call part is a new call: key by ordinal
+            _str(call.get("id")),
+            name,
             {"thought_signature": signature} if signature else None,
         )
 
@@ -430,30 +418,34 @@ class GeminiNormalizer(Normalizer):
     # -- sources ------------------------------------------------------------------------------
 
     def _grounding(self, index: int, grounding: dict[str, Any]) -> None:
-        chunks = grounding.get("groundingChunks")
-        if isinstance(chunks, list) and chunks:
+        # Often re-sent unchanged on every later chunk: nothing new to cite then.
+        if grounding == self._last_grounding_raw.get(index):
+            return
+        self._last_grounding_raw[index] = grounding
+        chunks = _list(grounding.get("groundingChunks"))
+        if chunks:
             cited = self._cited.setdefault(index, set())
-            supports = grounding.get("groundingSupports")
-            spans: dict[int, list[tuple[Any, Any, Any]]] = {}
-            if isinstance(supports, list):
-                for support in supports:  # pyright: ignore[reportUnknownVariableType]
-                    if not isinstance(support, dict):
-                        continue
-                    segment: Any = support.get("segment")  # pyright: ignore[reportUnknownMemberType]
-                    indices: Any = support.get("groundingChunkIndices")  # pyright: ignore[reportUnknownMemberType]
-                    if not isinstance(segment, dict) or not isinstance(indices, list):
-                        continue
-                    span = (
-                        segment.get("startIndex"),  # pyright: ignore[reportUnknownMemberType]
-                        segment.get("endIndex"),  # pyright: ignore[reportUnknownMemberType]
-                        segment.get("text"),  # pyright: ignore[reportUnknownMemberType]
-                    )
-                    for i in indices:  # pyright: ignore[reportUnknownVariableType]
-                        if isinstance(i, int):
-                            spans.setdefault(i, []).append(span)
-            for i, chunk in enumerate(chunks):  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
-                if isinstance(chunk, dict):
-                    self._grounding_chunk(index, i, chunk, spans.get(i), cited)  # pyright: ignore[reportUnknownArgumentType]
+            spans: dict[int, list[tuple[int | None, int | None, str | None]]] = {}
+            for support in _list(grounding.get("groundingSupports")) or ():
+                support = _dict(support)
+                if support is None:
+                    continue
+                segment = _dict(support.get("segment"))
+                indices = _list(support.get("groundingChunkIndices"))
+                if segment is None or indices is None:
+                    continue
+                span = (
+                    _int(segment.get("startIndex")),
+                    _int(segment.get("endIndex")),
+                    _str(segment.get("text")),
+                )
+                for i in indices:
+                    if isinstance(i, int):
+                        spans.setdefault(i, []).append(span)
+            for i, chunk in enumerate(chunks):
+                chunk = _dict(chunk)
+                if chunk:
+                    self._grounding_chunk(index, i, chunk, spans.get(i), cited)
         rest = {k: v for k, v in grounding.items() if k not in ("groundingChunks", "groundingSupports")}
         if rest and rest != self._last_grounding.get(index):
             self._last_grounding[index] = rest
@@ -464,15 +456,16 @@ class GeminiNormalizer(Normalizer):
         index: int,
         position: int,
         chunk: dict[str, Any],
-        spans: list[tuple[Any, Any, Any]] | None,
+        spans: list[tuple[int | None, int | None, str | None]] | None,
         cited: set[tuple[Any, ...]],
     ) -> None:
-        source_kind = next(iter(chunk), None)
-        source = chunk.get(source_kind) if source_kind is not None else None
-        if not isinstance(source, dict):
+        # One key names the source kind: ``web``, ``retrievedContext``, ``maps``...
+        source_kind = next(iter(chunk))
+        source = _dict(chunk[source_kind])
+        if source is None:
             return
-        uri: Any = source.get("uri")  # pyright: ignore[reportUnknownMemberType]
-        title: Any = source.get("title")  # pyright: ignore[reportUnknownMemberType]
+        uri = _str(source.get("uri"))
+        title = _str(source.get("title"))
         key = ("grounding", uri, title)
         if key in cited:
             return
@@ -480,58 +473,62 @@ class GeminiNormalizer(Normalizer):
         meta: dict[str, Any] = {"chunk_index": position, "source": source_kind}
         start = end = text = None
         if spans:
-            # The first passage this source supports; every one is listed in meta.
+            # The first passage this source supports; all of them are listed in meta.
             start, end, text = spans[0]
             if len(spans) > 1:
                 meta["segments"] = [[s, e] for s, e, _ in spans]
         self._citation(
-            index,
-            meta,
-            kind="grounding",
-            url=uri if isinstance(uri, str) else None,
-            title=title if isinstance(title, str) else None,
-            cited_text=text if isinstance(text, str) else None,
-            start_index=start if isinstance(start, int) else None,
-            end_index=end if isinstance(end, int) else None,
+            index, meta, kind="grounding", url=uri, title=title,
+            cited_text=text, start_index=start, end_index=end,
         )
 
     def _citation_metadata(self, index: int, metadata: dict[str, Any]) -> None:
         # Vertex names the list ``citations``, the Gemini API ``citationSources``.
-        entries = metadata.get("citations") or metadata.get("citationSources")
-        if not isinstance(entries, list):
+        entries = _list(metadata.get("citations") or metadata.get("citationSources"))
+        if not entries:
             return
         cited = self._cited.setdefault(index, set())
-        for entry in entries:  # pyright: ignore[reportUnknownVariableType]
-            if not isinstance(entry, dict):
+        for entry in entries:
+            entry = _dict(entry)
+            if entry is None:
                 continue
-            uri: Any = entry.get("uri")  # pyright: ignore[reportUnknownMemberType]
-            title: Any = entry.get("title")  # pyright: ignore[reportUnknownMemberType]
-            start: Any = entry.get("startIndex")  # pyright: ignore[reportUnknownMemberType]
-            end: Any = entry.get("endIndex")  # pyright: ignore[reportUnknownMemberType]
+            uri = _str(entry.get("uri"))
+            title = _str(entry.get("title"))
+            start = _int(entry.get("startIndex"))
+            end = _int(entry.get("endIndex"))
             key = ("citation_metadata", uri, title, start, end)
             if key in cited:
-                continue
+                continue  # re-sent on later chunks
             cited.add(key)
-            license_: Any = entry.get("license")  # pyright: ignore[reportUnknownMemberType]
+            license_ = _str(entry.get("license"))
             self._citation(
-                index,
-                {"license": license_} if license_ else None,
-                kind="citation_metadata",
-                url=uri if isinstance(uri, str) else None,
-                title=title if isinstance(title, str) else None,
-                start_index=start if isinstance(start, int) else None,
-                end_index=end if isinstance(end, int) else None,
+                index, {"license": license_} if license_ else None, kind="citation_metadata",
+                url=uri, title=title, start_index=start, end_index=end,
             )
 
     # -- usage, blocks, errors ----------------------------------------------------------------
 
     def _usage_metadata(self, usage: dict[str, Any]) -> None:
-        prompt = _count(usage, "promptTokenCount")
-        tool_prompt = _count(usage, "toolUsePromptTokenCount")
-        candidates = _count(usage, "candidatesTokenCount")
-        thoughts = _count(usage, "thoughtsTokenCount")
-        total = _count(usage, "totalTokenCount")
-        cached = _count(usage, "cachedContentTokenCount")
+        get = usage.get
+        prompt = get("promptTokenCount")
+        candidates = get("candidatesTokenCount")
+        total = get("totalTokenCount")
+        thoughts = get("thoughtsTokenCount")
+        tool_prompt = get("toolUsePromptTokenCount")
+        cached = get("cachedContentTokenCount")
+        # Class checks, not isinstance: a bool is no count.
+        if prompt.__class__ is not int:
+            prompt = None
+        if candidates.__class__ is not int:
+            candidates = None
+        if total.__class__ is not int:
+            total = None
+        if thoughts.__class__ is not int:
+            thoughts = None
+        if tool_prompt.__class__ is not int:
+            tool_prompt = None
+        if cached.__class__ is not int:
+            cached = None
         if prompt is None and tool_prompt is None and candidates is None and thoughts is None and total is None:
             return  # Vertex sends only ``trafficType`` until the last chunk
         self._usage(
@@ -549,28 +546,35 @@ class GeminiNormalizer(Normalizer):
 
     def _prompt_feedback(self, feedback: dict[str, Any]) -> None:
         self._provider_event("promptFeedback", feedback)
-        reason = feedback.get("blockReason")
-        if isinstance(reason, str) and reason:
+        reason = _str(feedback.get("blockReason"))
+        if reason:
             self._finish_reason(0, reason, "content_filter")
 
     def _error(self, error: Any) -> None:
         self._close_streaming()
-        if isinstance(error, dict):
-            message: Any = error.get("message")  # pyright: ignore[reportUnknownMemberType]
-            status: Any = error.get("status")  # pyright: ignore[reportUnknownMemberType]
-            code: Any = error.get("code")  # pyright: ignore[reportUnknownMemberType]
+        body = _dict(error)
+        if body is None:
+            message, status, code = str(error), None, None
         else:
-            message, status, code = error, None, None
-        self._fail(
-            message if isinstance(message, str) and message else str(error),
-            code=status if isinstance(status, str) else None,
-            status=code if isinstance(code, int) and not isinstance(code, bool) else None,
-            body=error,
-        )
+            message = _str(body.get("message")) or str(error)
+            status = _str(body.get("status"))
+            code = _int(body.get("code"))
+        self._fail(message, code=status, status=code, body=error)
 
 
-def _count(usage: dict[str, Any], name: str) -> int | None:
-    value = usage.get(name)
+def _dict(value: Any) -> dict[str, Any] | None:
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else None
+
+
+def _list(value: Any) -> list[Any] | None:
+    return cast("list[Any]", value) if isinstance(value, list) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 

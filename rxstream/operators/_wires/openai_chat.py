@@ -1,6 +1,6 @@
 """Normalizer for the OpenAI Chat Completions stream and every OpenAI-compatible server.
 
-Wire quirks handled (the recording that shows each, where one does):
+Wire quirks handled:
 
 - ``output`` is the choice ``index`` (``n > 1`` interleaves choices); a choice without one is 0.
 - Usage on a ``choices: []`` chunk or on a chunk that still has choices, ``"usage": null`` on
@@ -46,6 +46,9 @@ from rxstream.operators._wires._base import CallState, Normalizer
 
 __all__ = ["OpenAIChatNormalizer"]
 
+Payload = Any
+"""A decoded JSON value from the provider, read tolerantly."""
+
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -70,9 +73,6 @@ _MODEL_PROVIDERS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("sonar",), "perplexity"),
 )
 
-# A server may send a few content-free preambles before the payload naming the model; past
-# this many, the stream starts anyway so nothing waits unboundedly.
-_MAX_PREAMBLES = 8
 
 
 def _int(value: Any) -> int | None:
@@ -112,27 +112,17 @@ class OpenAIChatNormalizer(Normalizer):
         self._cited: set[Any] = set()
         self._last_citations: Any = None
         self._hint: str | None = None
-        self._preambles: list[tuple[str | None, Any]] = []
 
     # -- identity --------------------------------------------------------------------------
 
-    def _start(self, data: Any) -> None:
-        if data is not None and len(self._preambles) < _MAX_PREAMBLES and _is_preamble(data):
-            # Azure's first chunk has an empty id and model: wait for the chunk that names them
-            # (the base calls _start again with the next payload); _handle keeps the preamble.
-            if "prompt_filter_results" in data:
+    def _defer_start(self, data: Any) -> bool:
+        # Azure's first chunk has an empty id and model (only prompt filter results): the next
+        # chunk names them.
+        if _is_preamble(data):
+            if data.get("prompt_filter_results") is not None:
                 self._hint = "azure"
-            return
-        super()._start(data)
-        preambles = self._preambles
-        if preambles:
-            self._preambles = []
-            raw = self._raw
-            for event, payload in preambles:
-                if self.include_raw:
-                    self._raw = payload
-                self._handle(event, payload)
-            self._raw = raw
+            return True
+        return False
 
     def _identity(self, data: Any) -> tuple[str | None, str | None]:
         if data.__class__ is not dict:
@@ -142,7 +132,7 @@ class OpenAIChatNormalizer(Normalizer):
         return _text_of(data.get("model")), _text_of(data.get("id"))
 
     @staticmethod
-    def _provider_hint(data: dict[str, Any]) -> str | None:
+    def _provider_hint(data: Payload) -> str | None:
         if _text_of(data.get("provider")):
             return "openrouter"  # OpenRouter names its upstream there
         if "x_groq" in data:
@@ -154,9 +144,9 @@ class OpenAIChatNormalizer(Normalizer):
         if "prompt_filter_results" in data:
             return "azure"
         choices = data.get("choices")
-        if choices.__class__ is list and choices and choices[0].__class__ is dict:
-            if "content_filter_results" in choices[0]:
-                return "azure"
+        first: Payload = choices[0] if choices.__class__ is list and choices else None
+        if first.__class__ is dict and "content_filter_results" in first:
+            return "azure"  # Azure's per-choice filter results (its preamble may have been skipped)
         return None
 
     def _guess_provider(self, model: str | None) -> str | None:
@@ -174,17 +164,27 @@ class OpenAIChatNormalizer(Normalizer):
     # -- payloads --------------------------------------------------------------------------
 
     def _handle(self, event: str | None, data: Any) -> None:
-        if not self._started:
-            self._preambles.append((event, data))
-            return
         if data.__class__ is not dict:
+            if event == "error":
+                self._error(data)
             self._provider_event(event or "unknown", data)
             return
         choices = data.get("choices")
         if choices.__class__ is list:
             for choice in choices:
-                if choice.__class__ is dict:
-                    self._choice(choice)
+                if choice.__class__ is not dict:
+                    continue
+                delta = choice.get("delta")
+                if delta.__class__ is dict and len(delta) == 1 and choice.get("finish_reason") is None:
+                    # the hot path, {"content": "..."} mid-stream: no other probes
+                    content = delta.get("content")
+                    if content.__class__ is str:
+                        index = choice.get("index")
+                        self._text(
+                            index if index.__class__ is int else 0, content, None, self._content_meta(choice)
+                        )
+                        continue
+                self._choice(choice)
         usage = data.get("usage")
         if usage is None:
             x_groq = data.get("x_groq")
@@ -202,11 +202,11 @@ class OpenAIChatNormalizer(Normalizer):
         error = data.get("error")
         if error is not None or event == "error":
             self._error(error if error is not None else data)
-        if choices is None and usage is None and error is None and filters is None:
-            if not (citations or search_results):
-                self._provider_event(event or _text_of(data.get("object")) or "unknown", data)
+        known = choices is not None or usage is not None or filters is not None
+        if not known and not (citations or search_results):
+            self._provider_event(event or _text_of(data.get("object")) or "unknown", data)
 
-    def _choice(self, choice: dict[str, Any]) -> None:
+    def _choice(self, choice: Payload) -> None:
         index = choice.get("index")
         output = index if index.__class__ is int else 0
         delta = choice.get("delta")
@@ -218,7 +218,7 @@ class OpenAIChatNormalizer(Normalizer):
             self._finish_reason(output, finish, _FINISH_REASONS.get(finish, "other"))
             self._close_calls(output)
 
-    def _delta(self, output: int, choice: dict[str, Any], delta: dict[str, Any]) -> None:
+    def _delta(self, output: int, choice: Payload, delta: Payload) -> None:
         reasoning = delta.get("reasoning_content")
         if reasoning.__class__ is str and reasoning:
             self._reasoning(output, reasoning)
@@ -257,7 +257,7 @@ class OpenAIChatNormalizer(Normalizer):
             self._annotations(output, annotations)
 
     @staticmethod
-    def _content_meta(choice: dict[str, Any]) -> dict[str, Any] | None:
+    def _content_meta(choice: Payload) -> dict[str, Any] | None:
         logprobs = choice.get("logprobs")
         filters = choice.get("content_filter_results")
         if logprobs is None and not filters:
@@ -269,7 +269,7 @@ class OpenAIChatNormalizer(Normalizer):
             meta["content_filter_results"] = filters
         return meta
 
-    def _content_parts(self, output: int, parts: list[Any], choice: dict[str, Any]) -> None:
+    def _content_parts(self, output: int, parts: Payload, choice: Payload) -> None:
         """Typed content parts (Magistral): ``text`` parts and ``thinking`` parts."""
         for part in parts:
             if part.__class__ is str:
@@ -296,19 +296,16 @@ class OpenAIChatNormalizer(Normalizer):
             else:
                 self._provider_event(f"content.{kind}" if kind.__class__ is str else "content", part)
 
-    def _reasoning_details(self, output: int, details: list[Any], *, with_text: bool) -> None:
+    def _reasoning_details(self, output: int, details: Payload, *, with_text: bool) -> None:
         """OpenRouter's structured reasoning; its text duplicates a ``reasoning`` string when both came."""
         for detail in details:
             if detail.__class__ is not dict:
                 continue
             kind = detail.get("type")
             signature = _text_of(detail.get("signature"))
-            if kind == "reasoning.text":
-                text = detail.get("text") if with_text else None
-                self._reasoning(output, text if text.__class__ is str else "", signature)
-            elif kind == "reasoning.summary":
-                text = detail.get("summary") if with_text else None
-                self._reasoning(output, text if text.__class__ is str else "", signature)
+            if kind == "reasoning.text" or kind == "reasoning.summary":
+                text: Payload = detail.get("text" if kind == "reasoning.text" else "summary")
+                self._reasoning(output, text if with_text and text.__class__ is str else "", signature)
             elif kind == "reasoning.encrypted":
                 data = _text_of(detail.get("data"))
                 if data:
@@ -361,7 +358,7 @@ class OpenAIChatNormalizer(Normalizer):
 
     # -- usage, sources, errors -------------------------------------------------------------
 
-    def _report_usage(self, usage: dict[str, Any]) -> None:
+    def _report_usage(self, usage: Payload) -> None:
         prompt = _int(usage.get("prompt_tokens"))
         completion = _int(usage.get("completion_tokens"))
         total = _int(usage.get("total_tokens"))
@@ -418,7 +415,7 @@ class OpenAIChatNormalizer(Normalizer):
                     cited.add(url)
                     self._citation(0, kind="url", url=url)
 
-    def _annotations(self, output: int, annotations: list[Any]) -> None:
+    def _annotations(self, output: int, annotations: Payload) -> None:
         for annotation in annotations:
             if annotation.__class__ is not dict:
                 continue

@@ -46,6 +46,7 @@ _ACTION_CALLS = {
     "apply_patch_call": "operation",
 }
 _CLIENT_CALLS = frozenset({"function_call", "custom_tool_call"})
+_TERMINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
 _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length",
     "max_tokens": "length",
@@ -63,6 +64,16 @@ def _list(value: Any) -> list[Any]:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _code(error: dict[str, Any]) -> str | None:
+    code = error.get("code")
+    return code if isinstance(code, str) else (None if code is None else str(code))
+
+
+def _index(value: Any) -> int:
+    """A position used in state keys: anything but an int (missing, malformed) is 0."""
+    return value if value.__class__ is int else 0
 
 
 def _int(value: Any) -> int | None:
@@ -119,8 +130,11 @@ class OpenAIResponsesNormalizer(Normalizer):
             delta = data.get("delta")
             if delta and delta.__class__ is str:
                 item = data.get("item_id")
-                if item is None:
+                if item.__class__ is not str:
                     item = self._item_key(data)
+                index = data.get("content_index", 0)
+                if index.__class__ is not int:
+                    index = 0
                 meta: dict[str, Any] = {"item_id": item}
                 sequence = data.get("sequence_number")
                 if sequence is not None:
@@ -128,7 +142,7 @@ class OpenAIResponsesNormalizer(Normalizer):
                 logprobs = data.get("logprobs")
                 if logprobs:
                     meta["logprobs"] = logprobs
-                self._text(0, delta, (item, data.get("content_index", 0)), meta)
+                self._text(0, delta, (item, index), meta)
             return
         handler = self._HANDLERS.get(kind) if kind.__class__ is str else None
         if handler is not None:
@@ -142,7 +156,7 @@ class OpenAIResponsesNormalizer(Normalizer):
 
     def _item_key(self, data: dict[str, Any]) -> Any:
         """The item a payload without ``item_id`` belongs to, by its ``output_index``."""
-        index = data.get("output_index")
+        index = _index(data.get("output_index"))
         known = self._item_at.get((self._response, index))
         return known if known is not None else ("#", self._response, index)
 
@@ -158,7 +172,7 @@ class OpenAIResponsesNormalizer(Normalizer):
 
     def _ids(self, data: dict[str, Any]) -> Any:
         item = data.get("item_id")
-        return item if item is not None else self._item_key(data)
+        return item if item.__class__ is str else self._item_key(data)
 
     # -- response lifecycle -----------------------------------------------------------------
 
@@ -175,12 +189,14 @@ class OpenAIResponsesNormalizer(Normalizer):
         usage = _dict(response.get("usage"))
         if usage is not None:
             self._report_usage(usage)
-        status = _str(response.get("status")) or kind.removeprefix("response.")
+        status = _str(response.get("status"))
+        if status not in _TERMINAL:
+            # A terminal event whose snapshot still says in_progress (or nothing): trust the event.
+            status = kind.removeprefix("response.")
         if kind == "response.failed" or status == "failed":
             error = _dict(response.get("error")) or {}
             message = _str(error.get("message")) or "the response failed"
-            code = _str(error.get("code"))
-            self._fail(message, code=code, error_type=_str(error.get("type")), body=error or None)
+            self._fail(message, code=_code(error), error_type=_str(error.get("type")), body=error or None)
         flagged = self._moderation(response)
         if status == "completed":
             self._finish_reason(0, "completed", "content_filter" if flagged else "stop")
@@ -233,10 +249,9 @@ class OpenAIResponsesNormalizer(Normalizer):
         nested = _dict(data.get("error"))
         error = nested if nested is not None else data
         message = _str(error.get("message")) or "unknown error"
-        code = error.get("code")
         self._fail(
             message,
-            code=str(code) if code is not None else None,
+            code=_code(error),
             error_type=_str(error.get("type")) if nested is not None else None,
             body=error,
         )
@@ -248,12 +263,13 @@ class OpenAIResponsesNormalizer(Normalizer):
         if item is None:
             self._provider_event("response.output_item.added", data)
             return
-        item_id = item.get("id")
+        index = _index(data.get("output_index"))
+        item_id: Any = _str(item.get("id"))
         if item_id is None:
-            item_id = ("#", self._response, data.get("output_index"))
-        self._item_at[(self._response, data.get("output_index"))] = item_id
+            item_id = ("#", self._response, index)
+        self._item_at[(self._response, index)] = item_id
         self._seen.add(item_id)
-        kind = item.get("type")
+        kind = _str(item.get("type"))
         if kind in _CLIENT_CALLS:
             self._start_call(item, item_id, data)
         elif kind not in ("message", "reasoning") and kind not in _ACTION_CALLS:
@@ -264,7 +280,7 @@ class OpenAIResponsesNormalizer(Normalizer):
         if item is None:
             self._provider_event("response.output_item.done", data)
             return
-        item_id = item.get("id")
+        item_id: Any = _str(item.get("id"))
         if item_id is None:
             item_id = self._item_key(data)
         self._seen.add(item_id)
@@ -273,7 +289,7 @@ class OpenAIResponsesNormalizer(Normalizer):
 
     def _item_done(self, item: dict[str, Any], item_id: Any, data: dict[str, Any]) -> bool:
         """Emit what a complete item holds that was never streamed; False for hosted items."""
-        kind = item.get("type")
+        kind = _str(item.get("type"))
         if kind == "message":
             for index, part in enumerate(_list(item.get("content"))):
                 self._part_done(_dict(part), item_id, index, data)
@@ -299,7 +315,10 @@ class OpenAIResponsesNormalizer(Normalizer):
         elif kind in _ACTION_CALLS:
             action = item.get(_ACTION_CALLS[kind])
             call = self._tool_start(
-                0, item_id, _str(item.get("call_id")), kind.removesuffix("_call"),
+                0,
+                item_id,
+                _str(item.get("call_id")),
+                kind.removesuffix("_call"),
                 self._small(data, item_id),
             )
             call.meta = {"item_id": item_id}
@@ -316,7 +335,7 @@ class OpenAIResponsesNormalizer(Normalizer):
             item = _dict(entry)
             if item is None:
                 continue
-            item_id = item.get("id")
+            item_id: Any = _str(item.get("id"))
             if item_id is None:
                 item_id = self._item_at.get((self._response, index), ("#", self._response, index))
             if item_id in self._seen:
@@ -346,18 +365,22 @@ class OpenAIResponsesNormalizer(Normalizer):
                 self._reasoning_snapshot((item_id, "content", index), text, data, item_id, None)
 
     def _on_content_part_done(self, data: dict[str, Any]) -> None:
-        self._part_done(_dict(data.get("part")), self._ids(data), data.get("content_index", 0), data)
+        self._part_done(_dict(data.get("part")), self._ids(data), _index(data.get("content_index")), data)
 
     def _on_text_done(self, data: dict[str, Any]) -> None:
         text = _str(data.get("text"))
         if text:
             item = self._ids(data)
-            self._text_snapshot(0, (item, data.get("content_index", 0)), text, self._small(data, item))
+            self._text_snapshot(0, (item, _index(data.get("content_index"))), text, self._small(data, item))
 
     def _on_annotation(self, data: dict[str, Any]) -> None:
-        self._annotation(_dict(data.get("annotation")), self._ids(data), data.get("content_index", 0), data)
+        self._annotation(
+            _dict(data.get("annotation")), self._ids(data), _index(data.get("content_index")), data
+        )
 
-    def _annotation(self, annotation: dict[str, Any] | None, item_id: Any, index: Any, data: dict[str, Any]) -> None:
+    def _annotation(
+        self, annotation: dict[str, Any] | None, item_id: Any, index: Any, data: dict[str, Any]
+    ) -> None:
         if annotation is None:
             return
         kind = _str(annotation.get("type"))
@@ -376,10 +399,17 @@ class OpenAIResponsesNormalizer(Normalizer):
         self._citation(
             0,
             self._small(
-                data, item_id, file_id=file_id, filename=filename,
+                data,
+                item_id,
+                file_id=file_id,
+                filename=filename,
                 container_id=_str(annotation.get("container_id")),
             ),
-            kind=kind, url=url, title=title or filename, start_index=start, end_index=end,
+            kind=kind,
+            url=url,
+            title=title or filename,
+            start_index=start,
+            end_index=end,
         )
 
     # -- refusal ----------------------------------------------------------------------------
@@ -388,7 +418,7 @@ class OpenAIResponsesNormalizer(Normalizer):
         delta = _str(data.get("delta"))
         if delta:
             item = self._ids(data)
-            key = (item, data.get("content_index", 0))
+            key = (item, _index(data.get("content_index")))
             self._refusal_streamed[key] = self._refusal_streamed.get(key, 0) + len(delta)
             self._refusal(0, delta, self._small(data, item))
 
@@ -396,7 +426,7 @@ class OpenAIResponsesNormalizer(Normalizer):
         refusal = _str(data.get("refusal"))
         if refusal:
             item = self._ids(data)
-            self._refusal_snapshot((item, data.get("content_index", 0)), refusal, data, item)
+            self._refusal_snapshot((item, _index(data.get("content_index"))), refusal, data, item)
 
     def _refusal_snapshot(self, key: Any, full: str, data: dict[str, Any], item_id: Any) -> None:
         streamed = self._refusal_streamed.get(key, 0)
@@ -407,13 +437,20 @@ class OpenAIResponsesNormalizer(Normalizer):
     # -- reasoning --------------------------------------------------------------------------
 
     def _on_summary_delta(self, data: dict[str, Any]) -> None:
-        delta = _str(data.get("delta"))
-        if delta:
-            item = self._ids(data)
-            index = data.get("summary_index", 0)
+        delta = data.get("delta")
+        if delta and delta.__class__ is str:
+            item = data.get("item_id")
+            if item.__class__ is not str:
+                item = self._item_key(data)
+            index = _index(data.get("summary_index"))
             key = (item, "summary", index)
-            self._reasoning_streamed[key] = self._reasoning_streamed.get(key, 0) + len(delta)
-            self._reasoning(0, delta, meta=self._small(data, item, summary_index=index))
+            streamed = self._reasoning_streamed
+            streamed[key] = streamed.get(key, 0) + len(delta)
+            meta: dict[str, Any] = {"item_id": item, "summary_index": index}
+            sequence = data.get("sequence_number")
+            if sequence is not None:
+                meta["sequence_number"] = sequence
+            self._reasoning(0, delta, None, meta)
 
     def _on_summary_done(self, data: dict[str, Any]) -> None:
         text = _str(data.get("text"))
@@ -421,14 +458,14 @@ class OpenAIResponsesNormalizer(Normalizer):
             text = _str((_dict(data.get("part")) or {}).get("text"))
         if text:
             item = self._ids(data)
-            index = data.get("summary_index", 0)
+            index = _index(data.get("summary_index"))
             self._reasoning_snapshot((item, "summary", index), text, data, item, index)
 
     def _on_reasoning_delta(self, data: dict[str, Any]) -> None:
         delta = _str(data.get("delta"))
         if delta:
             item = self._ids(data)
-            key = (item, "content", data.get("content_index", 0))
+            key = (item, "content", _index(data.get("content_index")))
             self._reasoning_streamed[key] = self._reasoning_streamed.get(key, 0) + len(delta)
             self._reasoning(0, delta, meta=self._small(data, item))
 
@@ -436,7 +473,9 @@ class OpenAIResponsesNormalizer(Normalizer):
         text = _str(data.get("text"))
         if text:
             item = self._ids(data)
-            self._reasoning_snapshot((item, "content", data.get("content_index", 0)), text, data, item, None)
+            self._reasoning_snapshot(
+                (item, "content", _index(data.get("content_index"))), text, data, item, None
+            )
 
     def _reasoning_snapshot(
         self, key: Any, full: str, data: dict[str, Any], item_id: Any, summary_index: Any
