@@ -169,6 +169,16 @@ def test_only_one_leading_space_is_removed() -> None:
 def test_event_name_absent_or_empty_is_none_and_resets_per_event() -> None:
     body = b"event: ping\ndata: 1\n\ndata: 2\n\nevent:\ndata: 3\n\nevent: message\ndata: 4\n\n"
     assert decode(body) == [E("1", "ping"), E("2"), E("3"), E("4", "message")]
+    body = b"event: a\ndata: 1\n\nevent: \ndata: 2\n\nevent: \ndata: 3\n\n"
+    assert decode(body) == [E("1", "a"), E("2"), E("3")]
+
+
+def test_fields_between_common_events_take_effect_at_once() -> None:
+    # id and retry set inside one event apply to every later event, however the events look.
+    body = b"data: a\n\ndata: b\nid: 7\n\ndata: c\n\nretry: 3\ndata: d\n\ndata: e\n\n"
+    assert decode(body) == [E("a"), E("b", id="7"), E("c", id="7"), E("d", id="7", retry=3), E("e", id="7", retry=3)]
+    body = b"event: a\ndata: 1\n\nevent: b\nid: 9\ndata: 2\n\nevent: c\ndata: 3\n\n"
+    assert decode(body) == [E("1", "a"), E("2", "b", id="9"), E("3", "c", id="9")]
 
 
 def test_id_persists_across_events() -> None:
@@ -466,12 +476,13 @@ def test_gemini_crlf_recording() -> None:
 _VALUE = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)
 _LINE = st.one_of(
     st.builds(lambda v: f"data: {v}", _VALUE),
+    st.builds(lambda v: f"data: {v}", _VALUE),
     st.builds(lambda v: f"data:{v}", _VALUE),
     st.builds(lambda v: f"event: {v}", _VALUE),
     st.builds(lambda v: f"id: {v}", _VALUE),
     st.builds(lambda v: f"retry: {v}", st.from_regex(r"[0-9]{1,5}|[0-9]x", fullmatch=True)),
     st.builds(lambda v: f":{v}", _VALUE),
-    st.sampled_from(["", "", "", "data", "event", "id", " data: x", "data: [DONE]"]),
+    st.sampled_from(["", "data", "event", "id", " data: x", "data: [DONE]"]),
     _VALUE,
 )
 _ENDING = st.sampled_from(["\n", "\r", "\r\n"])
@@ -479,10 +490,19 @@ _ENDING = st.sampled_from(["\n", "\r", "\r\n"])
 
 @st.composite
 def sse_bodies(draw: st.DrawFn) -> bytes:
-    lines = draw(st.lists(st.tuples(_LINE, _ENDING), max_size=40))
-    text = "".join(line + ending for line, ending in lines)
+    """Events of a few field lines each, blank-line separated, with CR, LF or CRLF endings."""
+    blocks = draw(st.lists(st.lists(_LINE, max_size=3), max_size=15))
+    if draw(st.booleans()):
+        # Streams that name every event (Anthropic, OpenAI Responses) take another path.
+        blocks = [[f"event: {draw(_VALUE)}", *block] for block in blocks]
+    lines = [line for block in blocks for line in [*block, ""]]
+    if draw(st.booleans()):
+        endings = [draw(_ENDING)] * len(lines)
+    else:
+        endings = draw(st.lists(_ENDING, min_size=len(lines), max_size=len(lines)))
+    text = "".join(line + ending for line, ending in zip(lines, endings, strict=True))
     if lines and draw(st.booleans()):
-        text = text[: -len(lines[-1][1])]  # drop the final terminator
+        text = text[: -len(endings[-1])]  # no blank line at the end
     if draw(st.booleans()):
         text = "\ufeff" + text
     return text.encode()
