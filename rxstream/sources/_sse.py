@@ -123,6 +123,8 @@ class SSEDecoder:
         "_line",
         "_max_event",
         "_max_line",
+        "_more",
+        "_more_size",
         "_retry",
     )
 
@@ -143,7 +145,11 @@ class SSEDecoder:
         self._at_start = True
         self._after_cr = False
         self._bytes_in = 0
+        # The unterminated last line: its start, then later pieces that held no line break, kept
+        # apart so that a long line arriving in many pieces is joined once, not once per piece.
         self._line = ""
+        self._more: list[str] = []
+        self._more_size = 0
         self._data: list[str] = []
         # Characters in the data buffer counting one separator per line, i.e. joined size + 1.
         self._data_size = 0
@@ -193,8 +199,9 @@ class SSEDecoder:
                     f"after byte {self._bytes_in})"
                 ) from exc
             events = self._feed_text(text) if text else []
-            if self._line:
-                self._process([self._line], events)
+            line = self._line + "".join(self._more) if self._more else self._line
+            if line:
+                self._process([line], events)
             if self._data:
                 events.append(self._dispatch())
             return events
@@ -221,10 +228,19 @@ class SSEDecoder:
             text = text.replace("\r\n", "\n")
             if "\r" in text:
                 text = text.replace("\r", "\n")
-        pending = self._line
-        if pending:
-            text = pending + text
         max_line = self._max_line
+        if "\n" not in text:
+            self._more.append(text)
+            self._more_size += len(text)
+            if len(self._line) + self._more_size > max_line:
+                raise self._line_error(len(self._line) + self._more_size)
+            return []
+        if self._more:
+            text = self._line + "".join(self._more) + text
+            self._more = []
+            self._more_size = 0
+        elif self._line:
+            text = self._line + text
         # A complete line can only be over the limit if the whole text is: one comparison keeps
         # the common case free of per-line length checks.
         if len(text) > max_line:

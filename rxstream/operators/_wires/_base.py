@@ -27,10 +27,23 @@ from rxstream._events import (
     ToolCallDone,
     ToolCallStart,
     Usage,
-    make_event,
+    event_builder,
 )
 
 __all__ = ["CallState", "Normalizer", "OutputState", "UsageAccumulator"]
+
+_START = event_builder(StreamStart)
+_TEXT = event_builder(TextDelta)
+_REASONING = event_builder(ReasoningDelta)
+_REFUSAL = event_builder(RefusalDelta)
+_CALL_START = event_builder(ToolCallStart)
+_CALL_DELTA = event_builder(ToolCallDelta)
+_CALL_DONE = event_builder(ToolCallDone)
+_CITATION = event_builder(Citation)
+_USAGE = event_builder(Usage)
+_FINISH = event_builder(Finish)
+_PROVIDER_EVENT = event_builder(ProviderEvent)
+_END = event_builder(StreamEnd)
 
 # Preamble payloads held back at most, waiting for one that names the model (Azure's first chunk).
 _MAX_HELD = 8
@@ -115,7 +128,7 @@ class CallState:
 class OutputState:
     """One output (choice / candidate): its calls and what the provider said about its end."""
 
-    __slots__ = ("by_key", "calls", "finish_meta", "index", "raw_reason", "reason", "text_streamed")
+    __slots__ = ("by_key", "calls", "calls_mark", "finish_meta", "index", "raw_reason", "reason", "text_streamed")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -125,6 +138,9 @@ class OutputState:
         self.reason: FinishReason | None = None
         self.text_streamed: dict[Any, int] = {}
         self.finish_meta: dict[str, Any] | None = None
+        # Calls made before the current provider message began (already answered, see
+        # Normalizer._message_boundary).
+        self.calls_mark = 0
 
 
 class Normalizer:
@@ -219,7 +235,7 @@ class Normalizer:
             return out
         self._close_outputs()
         self._ended = True
-        out.append(make_event(StreamEnd, stream_id=self.stream_id, seq=self._seq, at=self._at))
+        out.append(_END(self.stream_id, self._seq, self._at, {}))
         return out
 
     def _replay_held(self) -> None:
@@ -275,12 +291,11 @@ class Normalizer:
             provider = self._guess_provider(model)
         at = self._open_at if self._open_at is not None else self._at
         self._out.append(
-            make_event(
-                StreamStart,
-                stream_id=self.stream_id,
-                seq=0,
-                at=at,
-                meta=self._meta(None),
+            _START(
+                self.stream_id,
+                0,
+                at,
+                self._meta(None),
                 provider=provider,
                 wire=self.wire,
                 model=model,
@@ -306,10 +321,16 @@ class Normalizer:
             streamed[key] = streamed.get(key, 0) + len(text)
         elif output not in self._outputs:
             self._output(output)
+        if self._raw is not None:
+            meta = self._meta(meta)
         self._out.append(
-            make_event(
-                TextDelta, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(meta), output=output, text=text,
+            _TEXT(
+                self.stream_id,
+                self._seq,
+                self._at,
+                {} if meta is None else meta,
+                output=output,
+                text=text,
             )
         )
 
@@ -332,9 +353,14 @@ class Normalizer:
         if output not in self._outputs:
             self._output(output)
         self._out.append(
-            make_event(
-                ReasoningDelta, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(meta), output=output, text=text, signature=signature,
+            _REASONING(
+                self.stream_id,
+                self._seq,
+                self._at,
+                self._meta(meta),
+                output=output,
+                text=text,
+                signature=signature,
             )
         )
 
@@ -344,9 +370,13 @@ class Normalizer:
         if output not in self._outputs:
             self._output(output)
         self._out.append(
-            make_event(
-                RefusalDelta, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(meta), output=output, text=text,
+            _REFUSAL(
+                self.stream_id,
+                self._seq,
+                self._at,
+                self._meta(meta),
+                output=output,
+                text=text,
             )
         )
 
@@ -382,10 +412,15 @@ class Normalizer:
         if meta:
             call.meta = meta
         self._out.append(
-            make_event(
-                ToolCallStart, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(meta), output=output, call_index=call.call_index,
-                call_id=call.call_id, name=name,
+            _CALL_START(
+                self.stream_id,
+                self._seq,
+                self._at,
+                self._meta(meta),
+                output=output,
+                call_index=call.call_index,
+                call_id=call.call_id,
+                name=name,
             )
         )
         return call
@@ -396,11 +431,18 @@ class Normalizer:
             return
         call.parts.append(delta)
         call.streamed += len(delta)
+        if self._raw is not None:
+            meta = self._meta(meta)
         self._out.append(
-            make_event(
-                ToolCallDelta, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(meta), output=call.output, call_index=call.call_index,
-                call_id=call.call_id, arguments_delta=delta,
+            _CALL_DELTA(
+                self.stream_id,
+                self._seq,
+                self._at,
+                {} if meta is None else meta,
+                output=call.output,
+                call_index=call.call_index,
+                call_id=call.call_id,
+                arguments_delta=delta,
             )
         )
 
@@ -414,7 +456,7 @@ class Normalizer:
             return
         streamed = call.arguments
         if full.startswith(streamed):
-            self._tool_args(call, full[len(streamed):])
+            self._tool_args(call, full[len(streamed) :])
         elif full != streamed:
             call.meta = {**call.meta, "snapshot_arguments": full}
 
@@ -424,10 +466,15 @@ class Normalizer:
             return
         call.done = True
         self._out.append(
-            make_event(
-                ToolCallDone, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(call.meta or None), output=call.output,
-                call_index=call.call_index, call_id=call.call_id, name=call.name,
+            _CALL_DONE(
+                self.stream_id,
+                self._seq,
+                self._at,
+                self._meta(call.meta or None),
+                output=call.output,
+                call_index=call.call_index,
+                call_id=call.call_id,
+                name=call.name,
                 arguments=call.arguments,
             )
         )
@@ -444,9 +491,13 @@ class Normalizer:
         if output not in self._outputs:
             self._output(output)
         self._out.append(
-            make_event(
-                Citation, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(meta), output=output, **fields,
+            _CITATION(
+                self.stream_id,
+                self._seq,
+                self._at,
+                self._meta(meta),
+                output=output,
+                **fields,
             )
         )
 
@@ -475,9 +526,13 @@ class Normalizer:
             return
         self._last_usage = totals
         self._out.append(
-            make_event(
-                Usage, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                meta=self._meta(None), raw=raw, **totals,
+            _USAGE(
+                self.stream_id,
+                self._seq,
+                self._at,
+                self._meta(None),
+                raw=raw,
+                **totals,
             )
         )
 
@@ -485,9 +540,13 @@ class Normalizer:
         """Pass an unmapped provider message through, when the caller opted in."""
         if self.provider_events:
             self._out.append(
-                make_event(
-                    ProviderEvent, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                    meta=self._meta(meta), name=name, data=data,
+                _PROVIDER_EVENT(
+                    self.stream_id,
+                    self._seq,
+                    self._at,
+                    self._meta(meta),
+                    name=name,
+                    data=data,
                 )
             )
 
@@ -510,24 +569,35 @@ class Normalizer:
         self._close_outputs()
         self._ended = True
         raise ProviderError(
-            f"{self.wire} stream reported an error: {message}"
-            + (f" (code {code})" if code else ""),
+            f"{self.wire} stream reported an error: {message}" + (f" (code {code})" if code else ""),
             code=code,
             error_type=error_type,
             status=status,
             body=body,
         )
 
+    def _message_boundary(self) -> None:
+        """A new provider message begins in a stream that joins several (Anthropic messages,
+        Responses responses): the calls made before it were answered already, so only calls
+        made after it turn an output's ``stop`` into ``tool_calls``."""
+        for state in self._outputs.values():
+            state.calls_mark = len(state.calls)
+
     def _close_outputs(self) -> None:
         self._close_calls()
         for index in sorted(self._outputs):
             state = self._outputs[index]
             reason = state.reason
-            if state.calls and reason == "stop":
+            if reason == "stop" and len(state.calls) > state.calls_mark:
                 reason = "tool_calls"
             self._out.append(
-                make_event(
-                    Finish, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                    meta=state.finish_meta or {}, output=index, reason=reason, raw_reason=state.raw_reason,
+                _FINISH(
+                    self.stream_id,
+                    self._seq,
+                    self._at,
+                    state.finish_meta or {},
+                    output=index,
+                    reason=reason,
+                    raw_reason=state.raw_reason,
                 )
             )

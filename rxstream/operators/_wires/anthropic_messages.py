@@ -29,7 +29,7 @@ import json
 from typing import Any, ClassVar
 
 from rxstream._chunk import Wire
-from rxstream._events import Finish, FinishReason, make_event
+from rxstream._events import FinishReason
 from rxstream.operators._wires._base import CallState, Normalizer
 
 __all__ = ["AnthropicMessagesNormalizer"]
@@ -99,7 +99,6 @@ class AnthropicMessagesNormalizer(Normalizer):
         self._message_id: str | None = None
         self._blocks: dict[tuple[int, int | None], _Block] = {}
         # calls of output 0 announced before the current message began
-        self._calls_before = 0
         # the current message's last reported usage parts: input, cache read, cache write
         self._input_parts: list[int | None] = [None, None, None]
 
@@ -186,7 +185,7 @@ class AnthropicMessagesNormalizer(Normalizer):
         if self._blocks:
             self._end_open_blocks()
         self._message += 1
-        self._calls_before = len(self._output(0).calls)
+        self._message_boundary()
         self._input_parts = [None, None, None]
         message = _obj(data.get("message")) or {}
         usage = _obj(message.get("usage"))
@@ -358,18 +357,3 @@ class AnthropicMessagesNormalizer(Normalizer):
 
     # -- end of stream ------------------------------------------------------------------------
 
-    def _close_outputs(self) -> None:
-        # The base makes "stop" a "tool_calls" whenever the output has client calls; when a stream
-        # joins several messages, only calls of the last one still wait for the caller.
-        self._close_calls()
-        for index in sorted(self._outputs):
-            state = self._outputs[index]
-            reason = state.reason
-            if reason == "stop" and len(state.calls) > (self._calls_before if index == 0 else 0):
-                reason = "tool_calls"
-            self._out.append(
-                make_event(
-                    Finish, stream_id=self.stream_id, seq=self._seq, at=self._at,
-                    output=index, reason=reason, raw_reason=state.raw_reason,
-                )
-            )

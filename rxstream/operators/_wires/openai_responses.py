@@ -178,6 +178,7 @@ class OpenAIResponsesNormalizer(Normalizer):
 
     def _on_created(self, data: dict[str, Any]) -> None:
         self._response += 1
+        self._message_boundary()
 
     def _on_nothing(self, data: dict[str, Any]) -> None:
         return
