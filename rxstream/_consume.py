@@ -9,7 +9,6 @@ from typing import Any
 from reactivex import Observable
 
 from rxstream._errors import RxStreamError
-from rxstream._events import EventBase
 from rxstream._result import ResultAccumulator, StreamResult
 
 __all__ = ["collect"]
@@ -30,7 +29,6 @@ async def collect(source: Observable[Any]) -> StreamResult:
     done: asyncio.Future[None] = loop.create_future()
     accumulator = ResultAccumulator()
     loop_thread = threading.get_ident()
-    failure: list[BaseException] = []
 
     def settle(exc: BaseException | None) -> None:
         if done.done():
@@ -46,15 +44,7 @@ async def collect(source: Observable[Any]) -> StreamResult:
         else:
             loop.call_soon_threadsafe(settle, exc)
 
-    def on_next(event: EventBase) -> None:
-        if not failure:
-            accumulator.feed(event)
-
-    def on_error(exc: Exception) -> None:
-        failure.append(exc)
-        on_terminal(exc)
-
-    subscription = source.subscribe(on_next, on_error, lambda: on_terminal(None))
+    subscription = source.subscribe(accumulator.feed, on_terminal, lambda: on_terminal(None))
     try:
         await done
     except RxStreamError as exc:

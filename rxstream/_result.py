@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rxstream._errors import ProviderError, RxStreamError
-from rxstream._events import Citation, EventBase, FinishReason, Usage
+from rxstream._events import Citation, EventBase, FinishReason, TextDelta, Usage
 
 __all__ = ["OutputResult", "ResultAccumulator", "StreamResult", "ToolCallResult"]
 
@@ -160,6 +160,13 @@ class ResultAccumulator:
 
     def feed(self, event: EventBase) -> None:
         """Fold one event in."""
+        if event.__class__ is TextDelta:
+            # The common case, kept to one dict probe and one append.
+            out = self._outputs.get(event.output)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+            if out is None:
+                out = self._out(event.output)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+            out.text.append(event.text)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+            return
         handler = self._handlers.get(event.type)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
         if handler is not None:
             handler(event)

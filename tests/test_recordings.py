@@ -154,3 +154,34 @@ def test_arbitrary_chunkings_give_same_events_and_exact_concatenation(data: st.D
         assert "".join(pieces[("refusal.delta", out.index, 0)]) == out.refusal
         for call in out.tool_calls:
             assert "".join(pieces[("tool_call.delta", out.index, call.call_index)]) == call.arguments
+
+
+def test_bad_json_payload_delivers_the_payloads_before_it() -> None:
+    body = (
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"kept"}}]}\n\n'
+        b"data: {not json\n\n"
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"never"}}]}\n\n'
+    )
+    decoder = PayloadDecoder("sse")
+    payloads = decoder.feed(body)
+    assert [p[1]["choices"][0]["delta"]["content"] for p in payloads] == ["kept"]
+    assert decoder.failure is not None
+    assert "#2" in str(decoder.failure) and "{not json" in str(decoder.failure)
+    assert decoder.feed(body) == [] and decoder.flush() == []
+
+    from rxstream import ProtocolError
+    from rxstream.operators import normalize
+    from rxstream.sources import from_bytes
+
+    events: list[EventBase] = []
+    errors: list[Exception] = []
+    from_bytes([body], wire="openai.chat").pipe(normalize()).subscribe(events.append, errors.append)
+    assert [e.text for e in events if e.type == "text.delta"] == ["kept"]  # type: ignore[attr-defined]
+    assert isinstance(errors[0], ProtocolError)
+
+
+def test_bad_json_line_in_jsonl_is_reported_with_its_number() -> None:
+    decoder = PayloadDecoder("jsonl")
+    payloads = decoder.feed(b'{"a": 1}\n\n{"b": 2}\nnope\n{"c": 3}\n')
+    assert payloads == [(None, {"a": 1}), (None, {"b": 2})]
+    assert decoder.failure is not None and "line #3" in str(decoder.failure)

@@ -55,6 +55,7 @@ def lift(
                 observer.on_error(exc)
                 return reactivex.empty().subscribe()
             stopped = False
+            resolved = False
             emit = observer.on_next
 
             def fail(exc: Exception) -> None:
@@ -65,6 +66,7 @@ def lift(
                 observer.on_error(exc)
 
             def on_next(item: A) -> None:
+                nonlocal core, resolved
                 if stopped:
                     return
                 try:
@@ -74,6 +76,13 @@ def lift(
                     return
                 for value in out:
                     emit(value)
+                if not resolved:
+                    # A core may hand over to another once it knows more (normalize() to the
+                    # wire's Normalizer): talk to that one directly from now on.
+                    delegate = getattr(core, "delegate", None)
+                    if delegate is not None:
+                        core = delegate
+                        resolved = True
                 failure = core.failure
                 if failure is not None:
                     fail(failure)

@@ -35,8 +35,8 @@ _MAX_UNDETECTED = 64
 class StreamNormalizer:
     """The pure core of ``normalize()``: finds the wire, then delegates to its Normalizer.
 
-    Once the wire is known, ``feed``/``flush`` are the wire Normalizer's own bound methods,
-    so detection costs nothing per chunk after the first.
+    Once the wire is known, ``delegate`` (and ``feed``/``flush``) are the wire Normalizer's, so
+    detection costs nothing per chunk after the first.
     """
 
     def __init__(
@@ -55,6 +55,7 @@ class StreamNormalizer:
         }
         self._pending: list[ProviderChunk] = []
         self._inner: Normalizer | None = None
+        self.delegate: Normalizer | None = None
         self._failure: RxStreamError | None = None
         self.feed: Callable[[ProviderChunk], list[Event]] = self._detect
         self.flush: Callable[[], list[Event]] = self._flush_undetected
@@ -74,7 +75,7 @@ class StreamNormalizer:
             if len(self._pending) > _MAX_UNDETECTED:
                 self._failure = self._undetected()
             return []
-        inner = self._inner = NORMALIZERS[wire](**self._options)
+        inner = self._inner = self.delegate = NORMALIZERS[wire](**self._options)
         self.feed = inner.feed
         self.flush = inner.flush
         out: list[Event] = []

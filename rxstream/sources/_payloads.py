@@ -7,7 +7,7 @@ from typing import Any, Literal
 import orjson
 
 from rxstream._errors import LimitExceededError, ProtocolError
-from rxstream.sources._sse import DEFAULT_MAX_BYTES, JSONArrayDecoder, SSEDecoder
+from rxstream.sources._sse import DEFAULT_MAX_BYTES, JSONArrayDecoder, ServerSentEvent, SSEDecoder
 
 __all__ = ["Framing", "PayloadDecoder", "framing_for_path"]
 
@@ -30,11 +30,13 @@ def framing_for_path(path: str) -> Framing:
 class PayloadDecoder:
     """Pure ``feed(bytes) -> [(event name, payload)]`` / ``flush()`` over one framing.
 
-    SSE ``[DONE]`` and empty data are dropped; every other data field must be JSON
-    (:class:`ProtocolError` otherwise, naming the event and what arrived).
+    SSE ``[DONE]`` and empty data are dropped; every other data field must be JSON. When one
+    is not, ``feed``/``flush`` return the payloads decoded before it and set ``failure`` to a
+    :class:`ProtocolError` naming the event and what arrived; nothing is decoded after that.
+    Framing faults (a truncated JSON array, a size limit) raise.
     """
 
-    __slots__ = ("_count", "_framing", "_json", "_line_buf", "_max", "_sse")
+    __slots__ = ("_count", "_framing", "_json", "_line_buf", "_max", "_sse", "failure")
 
     def __init__(self, framing: Framing, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._framing = framing
@@ -43,13 +45,25 @@ class PayloadDecoder:
         self._json = JSONArrayDecoder(max_item_bytes=max_bytes) if framing == "json" else None
         self._line_buf = b""
         self._count = 0
+        self.failure: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[tuple[str | None, Any]]:
         """Decode the payloads completed by ``data``."""
         if self._sse is not None:
             out: list[tuple[str | None, Any]] = []
-            for ev in self._sse.feed(data):
-                self._payload(ev.event, ev.data, out)
+            if self.failure is not None:
+                return out
+            events = self._sse.feed(data)
+            try:
+                for ev in events:
+                    text = ev.data
+                    # [DONE] and empty data carry no payload.
+                    if text and text != "[DONE]":
+                        out.append((ev.event, _loads(text)))
+            except _JSONDecodeError as exc:
+                self.failure = self._json_error(events, out)
+                self.failure.__cause__ = exc
+            self._count += len(events)
             return out
         if self._json is not None:
             return [(None, item) for item in self._json.feed(data)]
@@ -60,24 +74,30 @@ class PayloadDecoder:
         is dispatched); a truncated JSON array raises :class:`ProtocolError`."""
         if self._sse is not None:
             out: list[tuple[str | None, Any]] = []
-            for ev in self._sse.flush():
-                self._payload(ev.event, ev.data, out)
+            if self.failure is not None:
+                return out
+            events = self._sse.flush()
+            try:
+                for ev in events:
+                    text = ev.data
+                    if text and text != "[DONE]":
+                        out.append((ev.event, _loads(text)))
+            except _JSONDecodeError as exc:
+                self.failure = self._json_error(events, out)
+                self.failure.__cause__ = exc
+            self._count += len(events)
             return out
         if self._json is not None:
             return [(None, item) for item in self._json.flush()]
         return self._lines(b"", final=True)
 
-    def _payload(self, event: str | None, data: str, out: list[tuple[str | None, Any]]) -> None:
-        self._count += 1
-        if not data or data == "[DONE]":
-            return
-        try:
-            out.append((event, _loads(data)))
-        except _JSONDecodeError as exc:
-            name = f" {event!r}" if event else ""
-            raise ProtocolError(
-                f"SSE event{name} #{self._count}: expected a JSON payload in data, got {data[:120]!r}"
-            ) from exc
+    def _json_error(self, events: list[ServerSentEvent], decoded: list[tuple[str | None, Any]]) -> ProtocolError:
+        # Find the event that failed: the first one after those decoded.
+        payloads = [ev for ev in events if ev.data and ev.data != "[DONE]"]
+        bad = payloads[len(decoded)]
+        number = self._count + events.index(bad) + 1
+        name = f" {bad.event!r}" if bad.event else ""
+        return ProtocolError(f"SSE event{name} #{number}: expected a JSON payload in data, got {bad.data[:120]!r}")
 
     def _lines(self, data: bytes, *, final: bool) -> list[tuple[str | None, Any]]:
         buf = self._line_buf + data if self._line_buf else data
@@ -94,6 +114,8 @@ class PayloadDecoder:
                     value=self._max,
                 )
         out: list[tuple[str | None, Any]] = []
+        if self.failure is not None:
+            return out
         for line in lines:
             if not line.strip():
                 continue
@@ -101,7 +123,9 @@ class PayloadDecoder:
             try:
                 out.append((None, _loads(line)))
             except _JSONDecodeError as exc:
-                raise ProtocolError(
+                self.failure = ProtocolError(
                     f"JSON Lines line #{self._count}: expected one JSON payload, got {line[:120]!r}"
-                ) from exc
+                )
+                self.failure.__cause__ = exc
+                break
         return out

@@ -32,6 +32,8 @@ def read_payloads(
         for start in range(0, len(body), chunk_size):
             out.extend(decoder.feed(body[start : start + chunk_size]))
     out.extend(decoder.flush())
+    if decoder.failure is not None:
+        raise decoder.failure
     return out
 
 
@@ -176,10 +178,14 @@ def from_bytes(
                 at = now()
                 for event, data in decoder.feed(piece):
                     emit(ProviderChunk("data", wire, event, data, at))
+                if decoder.failure is not None:
+                    raise decoder.failure
             if not cancelled:
                 at = now()
                 for event, data in decoder.flush():
                     emit(ProviderChunk("data", wire, event, data, at))
+                if decoder.failure is not None:
+                    raise decoder.failure
         except RxStreamError as exc:
             observer.on_error(exc)
             return Disposable(dispose)

@@ -18,7 +18,7 @@ both raise only :class:`~rxstream._errors.ProtocolError` and
 from __future__ import annotations
 
 import codecs
-from typing import Any
+from typing import Any, cast
 
 import ijson  # pyright: ignore[reportMissingTypeStubs]
 
@@ -418,8 +418,8 @@ _JSON_SLICE = 64 * 1024
 # yajl reasons reworded as what the parser expected to see.
 _YAJL_EXPECTED = {
     "after array element, I expect ',' or ']'": "expected ',' or ']' after an element",
-    "after key and value, inside map, I expect ',' or '}'": ("expected ',' or '}' after an object member"),
-    "object key and value must be separated by a colon (':')": ("expected ':' after an object key"),
+    "after key and value, inside map, I expect ',' or '}'": "expected ',' or '}' after an object member",
+    "object key and value must be separated by a colon (':')": "expected ':' after an object key",
     "invalid object key (must be a string)": "expected a string object key",
     "unallowed token at this point in JSON text": "expected a JSON value",
     "invalid char in json text.": "expected a JSON token",
@@ -449,7 +449,8 @@ class JSONArrayDecoder:
 
     Raises:
         ProtocolError: The body is not a JSON array of objects, or ends before the array is
-            closed, or is empty. The ijson error is attached as ``__cause__``.
+            closed, or is empty. The ijson error is attached as ``__cause__``. (ijson's yajl2_c
+            backend also rejects integers that do not fit in 64 bits.)
         LimitExceededError: An element is larger than ``max_item_bytes``
             (``limit="max_item_bytes"``).
     """
@@ -461,8 +462,8 @@ class JSONArrayDecoder:
         self._reset()
 
     def _reset(self) -> None:
-        self._items: list[Any] = ijson.sendable_list()
-        self._coro: Any = ijson.items_coro(self._items, "item", use_float=True)
+        self._items = cast("list[Any]", ijson.sendable_list())  # pyright: ignore[reportUnknownMemberType]
+        self._coro: Any = ijson.items_coro(self._items, "item", use_float=True)  # pyright: ignore[reportUnknownMemberType]
         self._started = False
         self._offset = 0
         self._pending = 0
