@@ -2,7 +2,8 @@
 
 Every event carries ``stream_id`` (correlation id), ``seq`` (position of the provider message it
 came from; never decreases along a stream), ``at`` (ns, the clock of the chunk that caused it) and
-``meta`` (small provider details and the user's tags). ``Event`` is the discriminated union over
+``meta`` (small provider details and the user's tags; read-only: several events may share one
+mapping, so an operator that adds to it builds a new one). ``Event`` is the discriminated union over
 the dotted ``type`` literal; ``EVENT_ADAPTER`` validates and serialises it.
 
 Events built by rxstream itself from already-typed values go through :func:`make_event`, which

@@ -95,6 +95,7 @@ class AnthropicMessagesNormalizer(Normalizer):
 
     def __init__(self, *, stream_id: str, provider_events: bool = False, include_raw: bool = False) -> None:
         super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw)
+        self._metas: dict[Any, dict[str, Any]] = {}
         self._message = 0
         self._message_id: str | None = None
         self._blocks: dict[tuple[int, int | None], _Block] = {}
@@ -125,6 +126,12 @@ class AnthropicMessagesNormalizer(Normalizer):
             return None
         return "anthropic"
 
+    def _block_meta(self, index: Any) -> dict[str, Any]:
+        # One meta mapping per block, shared by its delta events (meta is read-only by
+        # convention): a dict per delta is a measurable share of the per-chunk cost.
+        meta = self._metas[index] = {"block_index": index}
+        return meta
+
     # -- dispatch -----------------------------------------------------------------------------
 
     def _handle(self, event: str | None, data: Any) -> None:
@@ -142,13 +149,13 @@ class AnthropicMessagesNormalizer(Normalizer):
             if dtype == "text_delta":
                 text = delta.get("text")
                 if text and text.__class__ is str:
-                    self._text(0, text, None, {"block_index": index})
+                    self._text(0, text, None, self._metas.get(index) or self._block_meta(index))
             elif dtype == "input_json_delta":
                 self._input_delta(_int(index), delta.get("partial_json"), data)
             elif dtype == "thinking_delta":
                 text = delta.get("thinking")
                 if text and text.__class__ is str:
-                    self._reasoning(0, text, None, {"block_index": index})
+                    self._reasoning(0, text, None, self._metas.get(index) or self._block_meta(index))
             elif dtype == "signature_delta":
                 signature = _str(delta.get("signature"))
                 if signature:
@@ -295,7 +302,7 @@ class AnthropicMessagesNormalizer(Normalizer):
             self._provider_event("input_json_delta", data, {"block_index": index})
         elif partial and partial.__class__ is str:
             if block.call is not None:
-                self._tool_args(block.call, partial, {"block_index": index})
+                self._tool_args(block.call, partial, self._metas.get(index) or self._block_meta(index))
             else:
                 block.parts.append(partial)
 
