@@ -6,6 +6,7 @@ import importlib
 
 import pytest
 
+
 def _isort_key(name: str) -> tuple[int, str]:
     # The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions and modules.
     return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)

@@ -47,7 +47,7 @@ class StreamNormalizer:
         provider_events: bool,
         include_raw: bool,
     ) -> None:
-        self._wire = wire
+        self._wire: Wire | None = wire
         self._options: dict[str, Any] = {
             "stream_id": stream_id or uuid.uuid4().hex,
             "provider_events": provider_events,
@@ -67,7 +67,7 @@ class StreamNormalizer:
         return inner.failure if inner is not None else self._failure
 
     def _detect(self, chunk: ProviderChunk) -> list[Event]:
-        wire = self._wire or chunk.wire
+        wire = self._wire if self._wire is not None else chunk.wire
         if wire is None and chunk.kind == "data":
             wire = detect_wire(chunk.event, chunk.data)
         if wire is None:
