@@ -31,6 +31,11 @@ from typing import Any, ClassVar
 from rxstream._chunk import Wire
 from rxstream._events import FinishReason
 from rxstream.operators._wires._base import CallState, Normalizer
+from rxstream.operators._wires._read import as_dict as _obj
+from rxstream.operators._wires._read import as_int as _int
+from rxstream.operators._wires._read import as_list as _list
+from rxstream.operators._wires._read import as_str as _str
+from rxstream.operators._wires._read import dumps_compact as _dumps
 
 __all__ = ["AnthropicMessagesNormalizer"]
 
@@ -45,28 +50,6 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 _INPUT_PARTS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-
-
-# ``value.__class__ is dict`` rather than isinstance: payloads are ``Any`` and isinstance would
-# narrow them to ``dict[Unknown, Unknown]`` for the type checker.
-def _obj(value: Any) -> dict[str, Any] | None:
-    return value if value.__class__ is dict else None
-
-
-def _str(value: Any) -> str | None:
-    return value if value.__class__ is str else None
-
-
-def _list(value: Any) -> list[Any] | None:
-    return value if value.__class__ is list else None
-
-
-def _int(value: Any) -> int | None:
-    return value if value.__class__ is int else None
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _plus(value: int | None, extra: int) -> int | None:

@@ -22,14 +22,18 @@ Wire quirks handled:
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from math import isfinite
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rxstream._chunk import Wire
 from rxstream._events import Event, FinishReason
 from rxstream.operators._wires._base import CallState, Normalizer
+from rxstream.operators._wires._read import as_dict as _dict
+from rxstream.operators._wires._read import as_int as _int
+from rxstream.operators._wires._read import as_list as _list
+from rxstream.operators._wires._read import as_str as _str
+from rxstream.operators._wires._read import dumps_compact as _dumps
 
 __all__ = ["GeminiNormalizer"]
 
@@ -57,8 +61,6 @@ _FINISH: dict[str, FinishReason] = {
 _PROVIDER_PARTS = ("executableCode", "codeExecutionResult", "inlineData", "fileData", "functionResponse")
 
 _FINISH_DETAIL = ("index", "finishReason", "finishMessage", "safetyRatings")
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _escape(text: str) -> str:
@@ -560,22 +562,6 @@ class GeminiNormalizer(Normalizer):
             status = _str(body.get("status"))
             code = _int(body.get("code"))
         self._fail(message, code=status, status=code, body=error)
-
-
-def _dict(value: Any) -> dict[str, Any] | None:
-    return cast("dict[str, Any]", value) if isinstance(value, dict) else None
-
-
-def _list(value: Any) -> list[Any] | None:
-    return cast("list[Any]", value) if isinstance(value, list) else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _add(a: int | None, b: int | None) -> int | None:

@@ -43,6 +43,8 @@ from typing import Any, ClassVar
 from rxstream._chunk import Wire
 from rxstream._events import FinishReason
 from rxstream.operators._wires._base import CallState, Normalizer
+from rxstream.operators._wires._read import as_int as _int
+from rxstream.operators._wires._read import dumps_compact
 
 __all__ = ["OpenAIChatNormalizer"]
 
@@ -75,12 +77,6 @@ _MODEL_PROVIDERS: tuple[tuple[tuple[str, ...], str], ...] = (
 
 
 
-def _int(value: Any) -> int | None:
-    if value.__class__ is int:
-        return value
-    if value.__class__ is float and value.is_integer():
-        return int(value)
-    return None
 
 
 def _text_of(value: Any) -> str | None:
@@ -347,7 +343,7 @@ class OpenAIChatNormalizer(Normalizer):
             if arguments.__class__ is str:
                 self._tool_args(call, arguments)
             elif arguments.__class__ is dict or arguments.__class__ is list:
-                self._tool_snapshot(call, json.dumps(arguments, separators=(",", ":"), ensure_ascii=False))
+                self._tool_snapshot(call, dumps_compact(arguments))
 
     def _latest_open_call(self, output: int) -> CallState | None:
         state = self._outputs.get(output)

@@ -26,13 +26,16 @@ Wire quirks handled:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from rxstream._chunk import Wire
 from rxstream._events import FinishReason
 from rxstream.operators._wires._base import CallState, Normalizer
+from rxstream.operators._wires._read import as_dict as _dict
+from rxstream.operators._wires._read import as_int as _int
+from rxstream.operators._wires._read import as_str as _str
+from rxstream.operators._wires._read import dumps_compact as _dumps
 
 __all__ = ["OpenAIResponsesNormalizer"]
 
@@ -54,16 +57,12 @@ _INCOMPLETE: dict[str, FinishReason] = {
 }
 
 
-def _dict(value: Any) -> dict[str, Any] | None:
-    return cast("dict[str, Any]", value) if isinstance(value, dict) else None
 
 
 def _list(value: Any) -> list[Any]:
     return cast("list[Any]", value) if isinstance(value, list) else []
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _code(error: dict[str, Any]) -> str | None:
@@ -76,8 +75,6 @@ def _index(value: Any) -> int:
     return value if value.__class__ is int else 0
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class OpenAIResponsesNormalizer(Normalizer):
@@ -324,7 +321,7 @@ class OpenAIResponsesNormalizer(Normalizer):
             )
             call.meta = {"item_id": item_id}
             if action is not None:
-                self._tool_snapshot(call, json.dumps(action, separators=(",", ":"), ensure_ascii=False))
+                self._tool_snapshot(call, _dumps(action))
             self._tool_done(call)
         else:
             return False
