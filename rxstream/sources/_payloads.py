@@ -50,21 +50,7 @@ class PayloadDecoder:
     def feed(self, data: bytes) -> list[tuple[str | None, Any]]:
         """Decode the payloads completed by ``data``."""
         if self._sse is not None:
-            out: list[tuple[str | None, Any]] = []
-            if self.failure is not None:
-                return out
-            events = self._sse.feed(data)
-            try:
-                for ev in events:
-                    text = ev.data
-                    # [DONE] and empty data carry no payload.
-                    if text and text != "[DONE]":
-                        out.append((ev.event, _loads(text)))
-            except _JSONDecodeError as exc:
-                self.failure = self._json_error(events, out)
-                self.failure.__cause__ = exc
-            self._count += len(events)
-            return out
+            return self._sse_payloads(self._sse.feed(data)) if self.failure is None else []
         if self._json is not None:
             return [(None, item) for item in self._json.feed(data)]
         return self._lines(data, final=False)
@@ -73,23 +59,24 @@ class PayloadDecoder:
         """End of body: what the last bytes completed (a trailing event without its blank line
         is dispatched); a truncated JSON array raises :class:`ProtocolError`."""
         if self._sse is not None:
-            out: list[tuple[str | None, Any]] = []
-            if self.failure is not None:
-                return out
-            events = self._sse.flush()
-            try:
-                for ev in events:
-                    text = ev.data
-                    if text and text != "[DONE]":
-                        out.append((ev.event, _loads(text)))
-            except _JSONDecodeError as exc:
-                self.failure = self._json_error(events, out)
-                self.failure.__cause__ = exc
-            self._count += len(events)
-            return out
+            return self._sse_payloads(self._sse.flush()) if self.failure is None else []
         if self._json is not None:
             return [(None, item) for item in self._json.flush()]
         return self._lines(b"", final=True)
+
+    def _sse_payloads(self, events: list[ServerSentEvent]) -> list[tuple[str | None, Any]]:
+        out: list[tuple[str | None, Any]] = []
+        try:
+            for ev in events:
+                text = ev.data
+                # [DONE] and empty data carry no payload.
+                if text and text != "[DONE]":
+                    out.append((ev.event, _loads(text)))
+        except _JSONDecodeError as exc:
+            self.failure = self._json_error(events, out)
+            self.failure.__cause__ = exc
+        self._count += len(events)
+        return out
 
     def _json_error(self, events: list[ServerSentEvent], decoded: list[tuple[str | None, Any]]) -> ProtocolError:
         # Find the event that failed: the first one after those decoded.
