@@ -1,6 +1,31 @@
-"""Sources: where provider chunks come from (recordings now; HTTP providers alongside)."""
+"""Sources: where provider chunks come from: live provider APIs over httpx, and recordings."""
 
 from rxstream._chunk import ProviderChunk, StreamOpen, detect_wire
+from rxstream.sources._http import HttpRequest, http_source
+from rxstream.sources._providers import (
+    anthropic_messages,
+    gemini,
+    openai_chat,
+    openai_compatible,
+    openai_responses,
+    xai_chat,
+)
 from rxstream.sources._replay import from_bytes, load_recording, read_payloads, replay
 
-__all__ = ["ProviderChunk", "StreamOpen", "detect_wire", "from_bytes", "load_recording", "read_payloads", "replay"]
+__all__ = [
+    "HttpRequest",
+    "ProviderChunk",
+    "StreamOpen",
+    "anthropic_messages",
+    "detect_wire",
+    "from_bytes",
+    "gemini",
+    "http_source",
+    "load_recording",
+    "openai_chat",
+    "openai_compatible",
+    "openai_responses",
+    "read_payloads",
+    "replay",
+    "xai_chat",
+]
