@@ -1,4 +1,4 @@
-"""The ``rxstream`` command: replay recorded provider streams."""
+"""The ``rxstream`` command: demo, chat, serve, replay."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from rxstream._consume import collect
+from rxstream._demo import CHAT_PROVIDERS, chat_main, demo_main
 from rxstream._errors import RxStreamError
 from rxstream._events import EVENT_ADAPTER, EventBase
 from rxstream._result import StreamResult
@@ -35,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--provider-events", action="store_true", help="include provider messages with no mapping"
     )
+    demo = commands.add_parser("demo", help="stream four scenarios from the built-in emulator over real HTTP (no key)")
+    demo.add_argument("--pace", default="400", help="events per second, or 'fast' (default: 400)")
+    demo.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    chat = commands.add_parser("chat", help="stream one prompt from a real provider (key from the environment)")
+    chat.add_argument("--provider", required=True, choices=CHAT_PROVIDERS)
+    chat.add_argument("--model", required=True)
+    chat.add_argument("--base-url", default=None)
+    chat.add_argument("prompt")
+    serve = commands.add_parser("serve", help="run the provider emulator for your own tests", add_help=False)
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -106,9 +117,18 @@ def _human(result: StreamResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rxstream`` console command."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["serve"]:
+        from rxstream.testing import serve_main
+
+        return serve_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "demo":
+        return demo_main(pace=args.pace, color=False if args.no_color else None)
+    if args.command == "chat":
+        return chat_main(args.provider, args.model, args.prompt, args.base_url)
     return 2
 
 

@@ -1,0 +1,287 @@
+"""``rxstream demo`` and ``rxstream chat``: the library end to end, offline or with a real key."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from reactivex import Observable
+from reactivex import operators as ops
+
+from rxstream._chunk import ProviderChunk
+from rxstream._consume import collect
+from rxstream._errors import RxStreamError
+from rxstream._events import EventBase
+from rxstream._result import StreamResult
+from rxstream.operators import normalize
+from rxstream.sources import (
+    anthropic_messages,
+    gemini,
+    openai_chat,
+    openai_compatible,
+    openai_responses,
+    xai_chat,
+)
+
+__all__ = ["CHAT_PROVIDERS", "chat_main", "demo_main"]
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "GetWeatherArgs",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "country": {"type": "string"}, "units": {"type": "string"}},
+            "required": ["city", "country", "units"],
+        },
+    },
+}
+ANSWER_FORMAT = {
+    "format": {
+        "type": "json_schema",
+        "name": "Answer",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "country": {"type": "string"},
+                "population_millions": {"type": "number"},
+                "landmarks": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    }
+}
+
+
+class _Printer:
+    """Prints a stream as it arrives: text plain, reasoning dimmed, tool calls as they are built."""
+
+    def __init__(self, out: TextIO, color: bool) -> None:
+        self.out = out
+        self.dim = "\x1b[2m" if color else ""
+        self.bold = "\x1b[1m" if color else ""
+        self.reset = "\x1b[0m" if color else ""
+        self.mode = ""
+        self.started = time.monotonic()
+        self.first_token: float | None = None
+        self.events = 0
+
+    def _switch(self, mode: str, label: str) -> None:
+        if self.mode != mode:
+            if self.mode:
+                self.out.write(self.reset + "\n")
+            self.out.write(f"{self.bold}{label}{self.reset}{self.dim if mode == 'reasoning' else ''}")
+            self.mode = mode
+
+    def __call__(self, event: EventBase) -> None:
+        self.events += 1
+        data: Any = event
+        kind: str = data.type
+        if kind in ("text.delta", "reasoning.delta", "refusal.delta", "tool_call.delta") and self.first_token is None:
+            self.first_token = time.monotonic()
+        if kind == "reasoning.delta" and data.text:
+            self._switch("reasoning", "  thinking: ")
+            self.out.write(data.text)
+        elif kind == "text.delta":
+            self._switch("text", "  answer:   ")
+            self.out.write(data.text)
+        elif kind == "refusal.delta":
+            self._switch("refusal", "  refusal:  ")
+            self.out.write(data.text)
+        elif kind == "tool_call.start":
+            self._switch(f"call{data.call_index}", f"  call:     {data.name}(")
+        elif kind == "tool_call.delta":
+            self.out.write(data.arguments_delta)
+        elif kind == "tool_call.done":
+            self.out.write(")")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.mode:
+            self.out.write(self.reset + "\n")
+            self.mode = ""
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    title: str
+    recording: str
+    build: Callable[[str, dict[str, str]], Observable[ProviderChunk]]
+
+
+def _scenarios() -> list[_Scenario]:
+    key = "demo-key-not-secret"
+    user = [{"role": "user", "content": "What's the weather in Edinburgh?"}]
+    return [
+        _Scenario(
+            "OpenAI chat: a tool call built as it streams",
+            "openai-chat-toolcall-1",
+            lambda base, h: openai_chat(
+                model="gpt-4o-2024-08-06", messages=user, tools=[WEATHER_TOOL], api_key=key, base_url=f"{base}/v1", headers=h
+            ),
+        ),
+        _Scenario(
+            "Anthropic: thinking, then the answer",
+            "anthropic-messages-thinking-1",
+            lambda base, h: anthropic_messages(
+                model="claude-sonnet-4-20250514",
+                messages=[{"role": "user", "content": "How do I cross the street safely?"}],
+                thinking={"type": "enabled", "budget_tokens": 1024},
+                api_key=key,
+                base_url=base,
+                headers=h,
+            ),
+        ),
+        _Scenario(
+            "xAI: a reasoning model",
+            "xai-chat-reasoning-text-1",
+            lambda base, h: xai_chat(
+                model="grok-3-mini",
+                messages=[{"role": "user", "content": "What is your name? One word."}],
+                api_key=key,
+                base_url=f"{base}/v1",
+                headers=h,
+            ),
+        ),
+        _Scenario(
+            "OpenAI Responses: a structured JSON answer",
+            "openai-responses-structured-json-1",
+            lambda base, h: openai_responses(
+                model="gpt-4o-2024-08-06",
+                input="Tell me about Paris as JSON.",
+                text=ANSWER_FORMAT,
+                api_key=key,
+                base_url=f"{base}/v1",
+                headers=h,
+            ),
+        ),
+    ]
+
+
+def _table(rows: list[tuple[str, str]], out: TextIO) -> None:
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        out.write(f"    {k.ljust(width)}  {v}\n")
+
+
+async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
+    from rxstream.testing import ProviderEmulator
+
+    async with ProviderEmulator(pace="fast") as emulator:
+        out.write(f"rxstream demo: a provider emulator is serving recorded streams on {emulator.base_url}\n")
+        out.write("Each scenario is a real HTTP request through sources -> normalize() -> collect().\n")
+        for number, scenario in enumerate(_scenarios(), 1):
+            out.write(f"\n{number}. {scenario.title}\n")
+            headers = {"x-rxstream-recording": scenario.recording, "x-rxstream-pace": pace}
+            printer = _Printer(out, color)
+            stream = scenario.build(emulator.base_url, headers).pipe(normalize(), ops.do_action(printer))
+            try:
+                result = await collect(stream)
+            except RxStreamError as exc:
+                printer.close()
+                out.write(f"  failed: {type(exc).__name__}: {exc}\n")
+                return 1
+            printer.close()
+            _summary(result, printer, out)
+    out.write(
+        "\nThe same pipeline against a real provider (the key from the environment):\n"
+        "    export OPENAI_API_KEY=sk-...\n"
+        '    rxstream chat --provider openai --model gpt-4o-mini "Why is the sky blue?"\n'
+        "  providers: openai, openai-responses, anthropic (ANTHROPIC_API_KEY), xai (XAI_API_KEY),\n"
+        "  gemini (GEMINI_API_KEY), compatible (--base-url, e.g. http://localhost:11434/v1 for Ollama)\n"
+    )
+    return 0
+
+
+def _summary(result: StreamResult, printer: _Printer, out: TextIO) -> None:
+    ttft = "-" if printer.first_token is None else f"{(printer.first_token - printer.started) * 1000:.1f} ms"
+    usage = result.usage
+    tokens = "not reported"
+    if usage is not None:
+        tokens = f"{usage.input_tokens} in / {usage.output_tokens} out"
+        if usage.reasoning_tokens:
+            tokens += f" ({usage.reasoning_tokens} reasoning)"
+        tokens += f", from the {usage.source}"
+    first = result.outputs[0] if result.outputs else None
+    _table(
+        [
+            ("model", f"{result.model} via {result.provider} ({result.wire})"),
+            ("time to first token", ttft),
+            ("events", str(printer.events)),
+            ("tokens", tokens),
+            ("finish", f"{first.finish_reason if first else None}"),
+        ],
+        out,
+    )
+
+
+def demo_main(*, pace: str = "400", color: bool | None = None, out: TextIO | None = None) -> int:
+    """Run the offline demo; returns the exit status."""
+    import asyncio
+
+    stream = out or sys.stdout
+    use_color = stream.isatty() if color is None else color
+    return asyncio.run(_demo(stream, pace=pace, color=use_color))
+
+
+CHAT_PROVIDERS = ("openai", "openai-responses", "anthropic", "xai", "gemini", "compatible")
+_KEYS = {
+    "openai": ("OPENAI_API_KEY",),
+    "openai-responses": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+}
+
+
+def _chat_source(provider: str, model: str, prompt: str, base_url: str | None) -> Observable[ProviderChunk]:
+    messages = [{"role": "user", "content": prompt}]
+    if provider == "openai":
+        return openai_chat(model=model, messages=messages, base_url=base_url)
+    if provider == "openai-responses":
+        return openai_responses(model=model, input=prompt, base_url=base_url)
+    if provider == "anthropic":
+        return anthropic_messages(model=model, messages=messages, base_url=base_url)
+    if provider == "xai":
+        return xai_chat(model=model, messages=messages, base_url=base_url)
+    if provider == "gemini":
+        return gemini(model=model, contents=prompt, base_url=base_url)
+    if base_url is None:
+        raise ValueError("--provider compatible needs --base-url (e.g. http://localhost:11434/v1)")
+    return openai_compatible(
+        base_url=base_url, model=model, messages=messages, api_key=os.environ.get("OPENAI_API_KEY")
+    )
+
+
+def chat_main(provider: str, model: str, prompt: str, base_url: str | None, *, out: TextIO | None = None) -> int:
+    """Stream one prompt from a real provider; returns the exit status."""
+    import asyncio
+
+    stream_out = out or sys.stdout
+    if provider in _KEYS and not any(os.environ.get(name) for name in _KEYS[provider]):
+        names = " or ".join(_KEYS[provider])
+        print(f"rxstream chat: no API key for {provider}: set {names} (or try `rxstream demo`, which needs none)", file=sys.stderr)
+        return 2
+    try:
+        source = _chat_source(provider, model, prompt, base_url)
+    except ValueError as exc:
+        print(f"rxstream chat: {exc}", file=sys.stderr)
+        return 2
+    printer = _Printer(stream_out, stream_out.isatty())
+
+    async def main() -> StreamResult:
+        return await collect(source.pipe(normalize(), ops.do_action(printer)))
+
+    try:
+        result = asyncio.run(main())
+    except RxStreamError as exc:
+        printer.close()
+        print(f"rxstream chat: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    printer.close()
+    _summary(result, printer, stream_out)
+    return 0
