@@ -2,7 +2,7 @@
 
 from rxstream import events, operators, sources
 from rxstream._chunk import ProviderChunk
-from rxstream._consume import collect
+from rxstream._consume import EventIterator, EventObserver, aiter, collect, run
 from rxstream._errors import (
     AuthenticationError,
     BadRequestError,
@@ -22,6 +22,8 @@ from rxstream._result import OutputResult, StreamResult, ToolCallResult
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "EventIterator",
+    "EventObserver",
     "HTTPStatusError",
     "JsonError",
     "LimitExceededError",
@@ -36,9 +38,11 @@ __all__ = [
     "StreamTimeoutError",
     "ToolCallResult",
     "TransportError",
+    "aiter",
     "collect",
     "events",
     "operators",
+    "run",
     "sources",
 ]
 __version__ = "0.1.0"

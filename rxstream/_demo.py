@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import httpx
 from reactivex import Observable
 from reactivex import operators as ops
 
@@ -35,7 +36,11 @@ WEATHER_TOOL = {
         "name": "GetWeatherArgs",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}, "country": {"type": "string"}, "units": {"type": "string"}},
+            "properties": {
+                "city": {"type": "string"},
+                "country": {"type": "string"},
+                "units": {"type": "string"},
+            },
             "required": ["city", "country", "units"],
         },
     },
@@ -81,7 +86,10 @@ class _Printer:
         self.events += 1
         data: Any = event
         kind: str = data.type
-        if kind in ("text.delta", "reasoning.delta", "refusal.delta", "tool_call.delta") and self.first_token is None:
+        if (
+            kind in ("text.delta", "reasoning.delta", "refusal.delta", "tool_call.delta")
+            and self.first_token is None
+        ):
             self.first_token = time.monotonic()
         if kind == "reasoning.delta" and data.text:
             self._switch("reasoning", "  thinking: ")
@@ -110,7 +118,7 @@ class _Printer:
 class _Scenario:
     title: str
     recording: str
-    build: Callable[[str, dict[str, str]], Observable[ProviderChunk]]
+    build: Callable[[str, dict[str, str], httpx.AsyncClient], Observable[ProviderChunk]]
 
 
 def _scenarios() -> list[_Scenario]:
@@ -120,43 +128,52 @@ def _scenarios() -> list[_Scenario]:
         _Scenario(
             "OpenAI chat: a tool call built as it streams",
             "openai-chat-toolcall-1",
-            lambda base, h: openai_chat(
-                model="gpt-4o-2024-08-06", messages=user, tools=[WEATHER_TOOL], api_key=key, base_url=f"{base}/v1", headers=h
+            lambda base, h, c: openai_chat(
+                model="gpt-4o-2024-08-06",
+                messages=user,
+                tools=[WEATHER_TOOL],
+                api_key=key,
+                base_url=f"{base}/v1",
+                headers=h,
+                client=c,
             ),
         ),
         _Scenario(
             "Anthropic: thinking, then the answer",
             "anthropic-messages-thinking-1",
-            lambda base, h: anthropic_messages(
+            lambda base, h, c: anthropic_messages(
                 model="claude-sonnet-4-20250514",
                 messages=[{"role": "user", "content": "How do I cross the street safely?"}],
                 thinking={"type": "enabled", "budget_tokens": 1024},
                 api_key=key,
                 base_url=base,
                 headers=h,
+                client=c,
             ),
         ),
         _Scenario(
             "xAI: a reasoning model",
             "xai-chat-reasoning-text-1",
-            lambda base, h: xai_chat(
+            lambda base, h, c: xai_chat(
                 model="grok-3-mini",
                 messages=[{"role": "user", "content": "What is your name? One word."}],
                 api_key=key,
                 base_url=f"{base}/v1",
                 headers=h,
+                client=c,
             ),
         ),
         _Scenario(
             "OpenAI Responses: a structured JSON answer",
             "openai-responses-structured-json-1",
-            lambda base, h: openai_responses(
+            lambda base, h, c: openai_responses(
                 model="gpt-4o-2024-08-06",
                 input="Tell me about Paris as JSON.",
                 text=ANSWER_FORMAT,
                 api_key=key,
                 base_url=f"{base}/v1",
                 headers=h,
+                client=c,
             ),
         ),
     ]
@@ -171,14 +188,16 @@ def _table(rows: list[tuple[str, str]], out: TextIO) -> None:
 async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
     from rxstream.testing import ProviderEmulator
 
-    async with ProviderEmulator(pace="fast") as emulator:
+    async with ProviderEmulator(pace="fast") as emulator, httpx.AsyncClient(timeout=60) as client:
         out.write(f"rxstream demo: a provider emulator is serving recorded streams on {emulator.base_url}\n")
         out.write("Each scenario is a real HTTP request through sources -> normalize() -> collect().\n")
         for number, scenario in enumerate(_scenarios(), 1):
             out.write(f"\n{number}. {scenario.title}\n")
             headers = {"x-rxstream-recording": scenario.recording, "x-rxstream-pace": pace}
             printer = _Printer(out, color)
-            stream = scenario.build(emulator.base_url, headers).pipe(normalize(), ops.do_action(printer))
+            stream = scenario.build(emulator.base_url, headers, client).pipe(
+                normalize(), ops.do_action(printer)
+            )
             try:
                 result = await collect(stream)
             except RxStreamError as exc:
@@ -257,14 +276,19 @@ def _chat_source(provider: str, model: str, prompt: str, base_url: str | None) -
     )
 
 
-def chat_main(provider: str, model: str, prompt: str, base_url: str | None, *, out: TextIO | None = None) -> int:
+def chat_main(
+    provider: str, model: str, prompt: str, base_url: str | None, *, out: TextIO | None = None
+) -> int:
     """Stream one prompt from a real provider; returns the exit status."""
     import asyncio
 
     stream_out = out or sys.stdout
     if provider in _KEYS and not any(os.environ.get(name) for name in _KEYS[provider]):
         names = " or ".join(_KEYS[provider])
-        print(f"rxstream chat: no API key for {provider}: set {names} (or try `rxstream demo`, which needs none)", file=sys.stderr)
+        print(
+            f"rxstream chat: no API key for {provider}: set {names} (or try `rxstream demo`, which needs none)",
+            file=sys.stderr,
+        )
         return 2
     try:
         source = _chat_source(provider, model, prompt, base_url)

@@ -275,7 +275,13 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
 E = TypeVar("E", bound=EventBase)
 
 _new = object.__new__
-_set = object.__setattr__
+# BaseModel's own slot descriptors, called directly: object.__setattr__ would re-check the whole
+# MRO on every call, a third of an event's cost on the per-chunk path.
+_SLOTS = BaseModel.__dict__
+_SET_DICT = _SLOTS["__dict__"].__set__
+_SET_FIELDS_SET = _SLOTS["__pydantic_fields_set__"].__set__
+_SET_EXTRA = _SLOTS["__pydantic_extra__"].__set__
+_SET_PRIVATE = _SLOTS["__pydantic_private__"].__set__
 _BUILDERS: dict[type[EventBase], Callable[..., Any]] = {}
 
 
@@ -301,19 +307,32 @@ _COMMON = ("stream_id", "seq", "at", "meta", "type")
 def event_builder(cls: type[E]) -> Callable[..., E]:
     """A fast constructor for events built from values rxstream already typed.
 
-    ``build(stream_id, seq, at, meta, **kind_fields)`` takes the kind's own fields by name,
-    optional ones with their defaults. It is generated once
-    per class, like a dataclass ``__init__``, so an event costs one dict and no validation:
-    the per-chunk hot path of every Normalizer.
+    ``build(stream_id, seq, at, meta, *kind_fields)`` takes the kind's own fields positionally
+    in declaration order, or by name; optional ones default as declared. A required field
+    declared after an optional one (``TextDelta.text`` after ``output``) gets a placeholder
+    default so the signature stays positional: callers always pass it. Generated once per class,
+    like a dataclass ``__init__``, so an event costs one dict and no validation: the per-chunk
+    hot path of every Normalizer.
     """
     fields = cls.model_fields
     params: list[str] = []
-    namespace: dict[str, Any] = {"_new": _new, "_set": _set, "cls": cls, "FIELDS": frozenset(fields)}
+    namespace: dict[str, Any] = {
+        "_new": _new,
+        "cls": cls,
+        # A set, not a frozenset: model_copy() copies it and then updates the copy.
+        "FIELDS": set(fields),
+        "set_dict": _SET_DICT,
+        "set_fields_set": _SET_FIELDS_SET,
+        "set_extra": _SET_EXTRA,
+        "set_private": _SET_PRIVATE,
+    }
     for name, field in fields.items():
         if name in _COMMON:
             continue
         if field.is_required():
-            params.append(name)
+            # Positional order must match declaration order, so a required field that follows
+            # an optional one still needs a default; rxstream's callers always pass it.
+            params.append(f"{name}=_REQUIRED" if any("=" in p for p in params) else name)
         elif field.default_factory is not None:
             namespace[f"_factory_{name}"] = field.default_factory
             params.append(f"{name}=None")
@@ -328,14 +347,15 @@ def event_builder(cls: type[E]) -> Callable[..., E]:
             items.append(f"{name!r}: {name}")
         else:
             items.append(f"{name!r}: _factory_{name}() if {name} is None else {name}")
-    signature = "stream_id, seq, at, meta" + (", *, " + ", ".join(params) if params else "")
+    namespace["_REQUIRED"] = None
+    signature = ", ".join(["stream_id", "seq", "at", "meta", *params])
     source = (
         f"def build({signature}):\n"
         "    event = _new(cls)\n"
-        f"    _set(event, '__dict__', {{{', '.join(items)}}})\n"
-        "    _set(event, '__pydantic_fields_set__', FIELDS)\n"
-        "    _set(event, '__pydantic_extra__', None)\n"
-        "    _set(event, '__pydantic_private__', None)\n"
+        f"    set_dict(event, {{{', '.join(items)}}})\n"
+        "    set_fields_set(event, FIELDS)\n"
+        "    set_extra(event, None)\n"
+        "    set_private(event, None)\n"
         "    return event\n"
     )
     exec(source, namespace)  # generated from the model's own field names only

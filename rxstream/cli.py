@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rxstream`` console command."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["serve"]:
-        from rxstream.testing import serve_main
+        from rxstream.testing._emulator import serve_main
 
         return serve_main(arguments[1:])
     args = _parser().parse_args(arguments)

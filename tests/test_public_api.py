@@ -12,7 +12,7 @@ def _isort_key(name: str) -> tuple[int, str]:
     return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
 
-MODULES = ["rxstream", "rxstream.events", "rxstream.operators", "rxstream.sources", "rxstream._errors"]
+MODULES = ["rxstream", "rxstream.events", "rxstream.operators", "rxstream.sources", "rxstream.testing", "rxstream._errors"]
 
 
 @pytest.mark.parametrize("name", MODULES)

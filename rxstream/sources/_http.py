@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -219,7 +220,9 @@ async def _stream(
     timeout: float | httpx.Timeout | None,
     gate: Any,
 ) -> None:
-    http = client if client is not None else httpx.AsyncClient(timeout=timeout if timeout is not None else 600.0)
+    http = client if client is not None else httpx.AsyncClient(
+        timeout=timeout if timeout is not None else 600.0, verify=_ssl_context()
+    )
     response: httpx.Response | None = None
     now = time.monotonic_ns
     headers_seen = False
@@ -310,6 +313,17 @@ async def _stream(
         if client is None:
             await http.aclose()
     observer.on_completed()
+
+
+_SSL: list[ssl.SSLContext] = []
+
+
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds: a subscription that owns its client must
+    # not pay it on every request. httpx's own factory, so SSL_CERT_FILE / SSL_CERT_DIR still apply.
+    if not _SSL:
+        _SSL.append(httpx.create_ssl_context())
+    return _SSL[0]
 
 
 def _timeout_seconds(timeout: float | httpx.Timeout | None, http: httpx.AsyncClient) -> float:

@@ -18,7 +18,8 @@ both raise only :class:`~rxstream._errors.ProtocolError` and
 from __future__ import annotations
 
 import codecs
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
 
 import ijson  # pyright: ignore[reportMissingTypeStubs]
 
@@ -36,7 +37,7 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 _BOM = "\ufeff"
 
 
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
     """One dispatched server-sent event.
 
     Attributes:
@@ -49,39 +50,18 @@ class ServerSentEvent:
         retry: The ``retry:`` reconnection time (milliseconds) in force, or None if never set.
     """
 
-    __slots__ = ("data", "event", "id", "retry")
-
     event: str | None
     data: str
-    id: str | None
-    retry: int | None
+    id: str | None = None
+    retry: int | None = None
 
-    def __init__(
-        self,
-        event: str | None,
-        data: str,
-        id: str | None = None,
-        retry: int | None = None,
-    ) -> None:
-        self.event = event
-        self.data = data
-        self.id = id
-        self.retry = retry
 
-    def __repr__(self) -> str:
-        return (
-            f"ServerSentEvent(event={self.event!r}, data={self.data!r}, id={self.id!r}, retry={self.retry!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ServerSentEvent):
-            return NotImplemented
-        return (
-            self.data == other.data
-            and self.event == other.event
-            and self.id == other.id
-            and self.retry == other.retry
-        )
+# Builds a ServerSentEvent from a 4-tuple in C, skipping the named tuple's Python __new__: the
+# decoder's fast paths make one per event.
+_event = cast(
+    "Callable[[type[ServerSentEvent], tuple[str | None, str, str | None, int | None]], ServerSentEvent]",
+    tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
+)
 
 
 class SSEDecoder:
@@ -281,7 +261,7 @@ class SSEDecoder:
             if "\n" not in part:
                 if len(part) > max_event:
                     raise self._event_error(len(part))
-                events.append(ServerSentEvent(None, part, event_id, retry))
+                events.append(_event(ServerSentEvent, (None, part, event_id, retry)))
             else:
                 self._block("data: " + part, events)
                 event_id = self._id
@@ -300,7 +280,7 @@ class SSEDecoder:
                 value = part[nl + 7 :]
                 if len(value) > max_event:
                     raise self._event_error(len(value))
-                events.append(ServerSentEvent(part[:nl] or None, value, event_id, retry))
+                events.append(_event(ServerSentEvent, (part[:nl] or None, value, event_id, retry)))
             else:
                 self._block("event: " + part, events)
                 event_id = self._id

@@ -329,8 +329,8 @@ class Normalizer:
                 self._seq,
                 self._at,
                 {} if meta is None else meta,
-                output=output,
-                text=text,
+                output,
+                text,
             )
         )
 
