@@ -270,10 +270,12 @@ async def _stream(
             at = now()
             for event, data in decoder.feed(piece):
                 emit(ProviderChunk("data", wire, event, data, at))
+                # Backpressure per payload, not per read: one read can hold hundreds of
+                # payloads, and the consumer's bound is its buffer plus one payload's events.
+                if gate is not None and not gate.is_open:
+                    await gate.wait()
             if decoder.failure is not None:
                 raise decoder.failure
-            if gate is not None:
-                await gate.wait()
         at = now()
         for event, data in decoder.flush():
             emit(ProviderChunk("data", wire, event, data, at))
