@@ -17,11 +17,12 @@ from rxstream._errors import (
     StreamTimeoutError,
     TransportError,
 )
-from rxstream._result import OutputResult, StreamResult, ToolCallResult
+from rxstream._result import ContentPart, OutputResult, StreamResult, ToolCallResult
 
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "ContentPart",
     "EventIterator",
     "EventObserver",
     "HTTPStatusError",

@@ -11,6 +11,7 @@ from rxstream.sources._providers import (
     xai_chat,
 )
 from rxstream.sources._replay import from_bytes, load_recording, read_payloads, replay
+from rxstream.sources._sdk import from_anthropic, from_openai
 
 __all__ = [
     "HttpRequest",
@@ -18,7 +19,9 @@ __all__ = [
     "StreamOpen",
     "anthropic_messages",
     "detect_wire",
+    "from_anthropic",
     "from_bytes",
+    "from_openai",
     "gemini",
     "http_source",
     "load_recording",

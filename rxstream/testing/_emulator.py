@@ -42,8 +42,11 @@ from rxstream.sources._sse import SSEDecoder
 
 __all__ = ["Fault", "Pace", "ProviderEmulator", "ReceivedRequest", "serve_main"]
 
+_BATCH_BYTES = 16 * 1024
+
 Pace = Literal["fast", "original"] | float
-"""How fast a response streams: ``"fast"`` (no delay, one loop turn between events),
+"""How fast a response streams: ``"fast"`` (no delay: events in writes of about 16 KiB, one
+loop turn between writes),
 ``"original"`` (a cassette's recorded gaps; fast for recordings without timing) or a number of
 events per second."""
 
@@ -986,6 +989,9 @@ class ProviderEmulator:
         malformed = at(fault.malformed_after) if fault else None
         error = at(fault.error_after) if fault else None
         drop = at(fault.drop_after) if fault else None
+        boundaries = {p for p in (stall, malformed, error, drop) if p is not None}
+        batch: list[bytes] = []
+        batch_size = 0
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(count + 1):
@@ -1004,10 +1010,21 @@ class ProviderEmulator:
                 raise _ConnectionDrop(f"fault: connection dropped after {i} events")
             if i == count:
                 break
-            delay = 0.0 if schedule is None else start + schedule[i] - loop.time()
-            if await self._pause(delay):
-                raise _ConnectionDrop("the emulator is stopping")
             item = items[i]
+            if schedule is None:
+                # As fast as possible: events go out in writes of about 16 KiB, as a busy server's
+                # would, flushed before any fault position so faults still land on their event.
+                batch.append(framer.item(item.event, item.data))
+                batch_size += len(batch[-1])
+                if batch_size >= _BATCH_BYTES or i + 1 in boundaries or i + 1 == count:
+                    yield b"".join(batch)
+                    batch.clear()
+                    batch_size = 0
+                    if await self._pause(0.0):
+                        raise _ConnectionDrop("the emulator is stopping")
+                continue
+            if await self._pause(start + schedule[i] - loop.time()):
+                raise _ConnectionDrop("the emulator is stopping")
             yield framer.item(item.event, item.data)
         end = framer.end()
         if end:
