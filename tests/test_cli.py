@@ -99,3 +99,49 @@ def test_human_output_by_default() -> None:
     run = rxstream("replay", str(RECORDINGS / "openai-chat-text-1.sse"))
     assert run.returncode == 0
     assert "openai.chat" in run.stdout and "text:" in run.stdout and "usage:" in run.stdout
+
+
+def test_demo_runs_offline_over_real_http() -> None:
+    run = rxstream("demo", "--pace", "fast", "--no-color")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "1. OpenAI chat" in out and "4. OpenAI Responses" in out
+    assert 'GetWeatherArgs({"city":"Edinburgh","country":"UK","units":"c"})' in out
+    assert "thinking:" in out and "Here are the basic steps for safely crossing the street" in out
+    assert "answer:   Grok" in out
+    assert '"city":"Paris"' in out
+    assert "time to first token" in out and "76 in / 24 out, from the provider" in out
+    assert "rxstream chat --provider openai" in out
+    assert "\x1b[" not in out, "--no-color means no ANSI codes"
+
+
+def test_chat_without_a_key_says_which_variable(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    run = subprocess.run(
+        [sys.executable, "-m", "rxstream.cli", "chat", "--provider", "anthropic", "--model", "claude", "hi"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )
+    assert run.returncode == 2
+    assert "ANTHROPIC_API_KEY" in run.stderr and "rxstream demo" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_chat_streams_from_a_compatible_server() -> None:
+    import asyncio
+    import io
+
+    from rxstream._demo import chat_main
+    from rxstream.testing import ProviderEmulator
+
+    async def main() -> tuple[int, str]:
+        async with ProviderEmulator(RECORDINGS) as emulator:
+            out = io.StringIO()
+            code = await asyncio.to_thread(
+                chat_main, "compatible", "qwen2.5:0.5b", "Which ocean?", f"{emulator.base_url}/v1", out=out
+            )
+            return code, out.getvalue()
+
+    code, out = asyncio.run(main())
+    assert code == 0
+    assert "answer:   Atlantic Sea." in out and "qwen2.5:0.5b" in out

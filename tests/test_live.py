@@ -97,3 +97,86 @@ def test_dispose_closes_the_connection_on_the_server_side(tmp_path: Path) -> Non
     seen, after = asyncio.run(main())
     assert after == seen, "nothing arrives after dispose: the response was closed"
     assert seen < 100
+
+
+FAULT = "x-rxstream-fault"
+
+
+def _live_failure(fault: str, build: Any = None, timeout: float | None = None) -> tuple[Exception, Any]:
+    async def main() -> tuple[Exception, Any]:
+        async with ProviderEmulator(RECORDINGS) as emulator, httpx.AsyncClient(timeout=timeout) as client:
+            headers = {FAULT: fault, "x-rxstream-recording": "openai-chat-text-1"}
+            make = build or (
+                lambda base, c, h: openai_chat(model="gpt-4o", messages=[], api_key=KEY, base_url=f"{base}/v1", client=c, headers=h)
+            )
+            try:
+                await collect(make(emulator.base_url, client, headers).pipe(normalize()))
+            except Exception as exc:  # noqa: BLE001 - the test inspects it
+                return exc, emulator.requests[-1]
+            raise AssertionError("the fault did not fail the stream")
+
+    return asyncio.run(main())
+
+
+def test_http_errors_from_a_live_server_are_typed() -> None:
+    from rxstream import AuthenticationError, BadRequestError, ProviderUnavailableError, RateLimitError
+
+    err, _ = _live_failure("status=429;retry_after=2")
+    assert isinstance(err, RateLimitError) and err.retry_after == 2.0 and err.request_id and err.body
+    assert KEY not in str(err)
+    err, _ = _live_failure("status=401")
+    assert isinstance(err, AuthenticationError) and err.status == 401
+    err, _ = _live_failure("status=400")
+    assert isinstance(err, BadRequestError) and err.status == 400 and err.message
+    for status in (500, 529):
+        err, _ = _live_failure(f"status={status}")
+        assert isinstance(err, ProviderUnavailableError) and err.status == status
+
+
+def test_stream_faults_from_a_live_server() -> None:
+    from rxstream import ProtocolError, ProviderError, StreamTimeoutError, TransportError
+
+    err, _ = _live_failure("error_after=3")
+    assert isinstance(err, ProviderError) and err.partial is not None and err.partial.text
+    err, _ = _live_failure("drop_after=4")
+    assert isinstance(err, TransportError) and err.partial is not None and err.partial.text
+    err, _ = _live_failure("malformed_after=2")
+    assert isinstance(err, ProtocolError) and "{not json" in str(err)
+    err, _ = _live_failure("stall_after=2;stall_seconds=1.0", timeout=0.2)
+    assert isinstance(err, StreamTimeoutError) and err.kind == "idle"
+
+
+def test_anthropic_overloaded_live() -> None:
+    from rxstream import ProviderUnavailableError
+
+    err, request = _live_failure(
+        "status=529",
+        lambda base, c, h: anthropic_messages(model="claude", messages=[], api_key=KEY, base_url=base, client=c, headers=h),
+    )
+    assert isinstance(err, ProviderUnavailableError) and err.code == "overloaded_error"
+    assert request.has_auth and KEY not in json.dumps(request.headers)
+
+
+def test_open_chunk_from_a_live_server() -> None:
+    async def main() -> list[Any]:
+        async with ProviderEmulator(RECORDINGS) as emulator, httpx.AsyncClient() as client:
+            items: list[Any] = []
+            done = asyncio.get_running_loop().create_future()
+            openai_chat(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "hi"}],
+                tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+                api_key=KEY,
+                base_url=f"{emulator.base_url}/v1",
+                client=client,
+                headers={"x-rxstream-recording": "openai-chat-text-1"},
+            ).subscribe(items.append, done.set_exception, lambda: done.set_result(None))
+            await done
+            return items
+
+    items = asyncio.run(main())
+    opened = items[0].open
+    assert opened.status == 200 and opened.request_id and opened.provider == "openai"
+    assert opened.request["messages"] == [{"role": "user", "content": "hi"}] and opened.request["tools"]
+    assert opened.url.endswith("/v1/chat/completions")
+    assert KEY not in repr(items) and KEY not in json.dumps(opened.headers)
