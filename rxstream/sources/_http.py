@@ -8,6 +8,7 @@ log line or an error message (URLs in messages are redacted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ssl
 import time
@@ -92,10 +93,8 @@ def _request_id(headers: httpx.Headers) -> str | None:
 def _retry_after(headers: httpx.Headers) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
+        with contextlib.suppress(ValueError):  # malformed: fall back to retry-after
             return float(ms) / 1000.0
-        except ValueError:
-            pass
     value = headers.get("retry-after")
     if not value:
         return None

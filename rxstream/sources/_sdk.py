@@ -19,6 +19,7 @@ import inspect
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -47,23 +48,24 @@ _HELPER_FIELDS = {
 }
 
 
-class _Sdk:
+class _Sdk(ABC):
     """What one SDK needs: its name, its wire for a stream, payloads of its objects, its errors."""
 
     name: str
 
+    @abstractmethod
     def wire_of(self, stream: Any) -> Wire | None:
-        raise NotImplementedError
+        """The wire a stream object speaks, when it can be told before the first item."""
 
+    @abstractmethod
     def payload(self, obj: Any) -> tuple[Wire, str | None, Any] | None:
         """(wire, event name, payload) of one yielded object, or ``None`` for a helper's own event."""
-        raise NotImplementedError
 
+    @abstractmethod
     def translate(
         self, exc: Exception, wire: Wire | None, provider: str | None
     ) -> RxStreamError | ProviderChunk:
         """The rxstream error for an SDK exception, or the payload of an in-stream error."""
-        raise NotImplementedError
 
 
 def _missing(name: str) -> ImportError:
@@ -435,12 +437,11 @@ def _open_chunk(
     status: int | None = None
     url: str | None = None
     if response is not None:
-        try:
+        # SDK helper streams and mocks may lack parts of a response: the open chunk then has less.
+        with contextlib.suppress(AttributeError, RuntimeError, TypeError):
             headers = dict(response.headers)
             status = response.status_code
             url = redact_url(str(response.request.url))
-        except (AttributeError, RuntimeError, TypeError):
-            pass
     request_id = next((headers[name] for name in REQUEST_ID_HEADERS if headers.get(name)), None)
     opened = StreamOpen(
         provider=provider,

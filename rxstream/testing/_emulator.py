@@ -1125,7 +1125,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve_forever(emu, args.pace))
     except KeyboardInterrupt:
-        pass
+        return 0  # Ctrl-C is how the server is meant to stop
     except OSError as exc:
         print(
             f"rxstream serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",

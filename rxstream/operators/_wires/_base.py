@@ -8,6 +8,7 @@ per output, and delivering everything produced before a fault.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from rxstream._chunk import ProviderChunk, StreamOpen, Wire
@@ -143,7 +144,7 @@ class OutputState:
         self.calls_mark = 0
 
 
-class Normalizer:
+class Normalizer(ABC):
     """Base of the per-wire Normalizers: a pure ``feed(chunk) -> list[Event]`` / ``flush()`` core.
 
     When the stream fails (a provider error event, a payload that breaks the wire's rules),
@@ -258,13 +259,13 @@ class Normalizer:
         most a few payloads are held."""
         return False
 
+    @abstractmethod
     def _identity(self, data: Any) -> tuple[str | None, str | None]:
         """(model, response id) named by the first payload, if any."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _handle(self, event: str | None, data: Any) -> None:
         """Turn one payload into events through the builder methods."""
-        raise NotImplementedError
 
     def _guess_provider(self, model: str | None) -> str | None:
         """The provider when no source said so: overridden by wires that can tell."""

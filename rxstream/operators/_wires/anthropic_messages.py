@@ -156,7 +156,7 @@ class AnthropicMessagesNormalizer(Normalizer):
         elif kind == "content_block_stop":
             self._block_stop(_int(data.get("index")))
         elif kind == "ping":
-            pass
+            return  # a keep-alive: content-free, never an event
         elif kind == "message_stop":
             if self._blocks:
                 self._end_open_blocks()
