@@ -86,6 +86,34 @@ def _chat_body(
     return body
 
 
+def _chat(
+    *,
+    root: str,
+    auth: dict[str, str],
+    provider: str,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    include_usage: bool,
+    params: dict[str, Any],
+    headers: Mapping[str, str] | None,
+    client: httpx.AsyncClient | None,
+    timeout: float | httpx.Timeout | None,
+    query: Mapping[str, str] | None = None,
+) -> Observable[ProviderChunk]:
+    """One Chat Completions request to any OpenAI-style server."""
+    return _source(
+        url=f"{root.rstrip('/')}/chat/completions",
+        body=_chat_body(model, messages, include_usage, params),
+        headers=auth,
+        extra_headers=headers,
+        wire="openai.chat",
+        provider=provider,
+        client=client,
+        timeout=timeout,
+        params=query,
+    )
+
+
 def openai_chat(
     *,
     model: str,
@@ -110,14 +138,15 @@ def openai_chat(
         ``ValueError`` at call time when no key is found; then those of :func:`http_source`.
     """
     key = _key(api_key, "OPENAI_API_KEY")
-    root = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
-    return _source(
-        url=f"{root}/chat/completions",
-        body=_chat_body(model, messages, include_usage, params),
-        headers={"authorization": f"Bearer {key}"},
-        extra_headers=headers,
-        wire="openai.chat",
+    return _chat(
+        root=base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL,
+        auth={"authorization": f"Bearer {key}"},
         provider="openai",
+        model=model,
+        messages=messages,
+        include_usage=include_usage,
+        params=params,
+        headers=headers,
         client=client,
         timeout=timeout,
     )
@@ -143,14 +172,15 @@ def xai_chat(
         ``ValueError`` at call time when no key is found; then those of :func:`http_source`.
     """
     key = _key(api_key, "XAI_API_KEY")
-    root = (base_url or XAI_BASE_URL).rstrip("/")
-    return _source(
-        url=f"{root}/chat/completions",
-        body=_chat_body(model, messages, include_usage, params),
-        headers={"authorization": f"Bearer {key}"},
-        extra_headers=headers,
-        wire="openai.chat",
+    return _chat(
+        root=base_url or XAI_BASE_URL,
+        auth={"authorization": f"Bearer {key}"},
         provider="xai",
+        model=model,
+        messages=messages,
+        include_usage=include_usage,
+        params=params,
+        headers=headers,
         client=client,
         timeout=timeout,
     )
@@ -189,16 +219,18 @@ def openai_compatible(
         auth_headers["authorization"] = f"Bearer {key}"
     elif key and auth == "api-key":
         auth_headers["api-key"] = key
-    return _source(
-        url=f"{base_url.rstrip('/')}/chat/completions",
-        body=_chat_body(model, messages, include_usage, params),
-        headers=auth_headers,
-        extra_headers=headers,
-        wire="openai.chat",
+    return _chat(
+        root=base_url,
+        auth=auth_headers,
         provider=provider,
+        model=model,
+        messages=messages,
+        include_usage=include_usage,
+        params=params,
+        headers=headers,
         client=client,
         timeout=timeout,
-        params={"api-version": api_version} if api_version else None,
+        query={"api-version": api_version} if api_version else None,
     )
 
 
