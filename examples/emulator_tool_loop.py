@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from rxstream import collect, operators as rxs, sources
+from rxstream import collect, sources
+from rxstream import operators as rxs
 from rxstream.testing import ProviderEmulator
 
 
