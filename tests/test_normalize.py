@@ -13,6 +13,7 @@ from rxstream._chunk import ProviderChunk, StreamOpen
 from rxstream._errors import ProtocolError, ProviderError
 from rxstream._events import Finish, StreamEnd, StreamStart, TextDelta
 from rxstream.operators import normalize
+from tests.conftest import RECORDINGS
 from tests.helpers import run_chunks
 
 on_next, on_completed, on_error = ReactiveTest.on_next, ReactiveTest.on_completed, ReactiveTest.on_error
@@ -193,3 +194,12 @@ def test_include_raw_attaches_the_payload() -> None:
     payload = chat("a")
     events, _ = run_chunks([OPEN, data(payload, 2)], include_raw=True)
     assert events[1].meta["raw"] is payload
+
+
+def test_responses_echoed_output_format_reaches_stream_start() -> None:
+    from tests.helpers import run_recording
+
+    events, _ = run_recording(RECORDINGS / "openai-responses-text-1.sse")
+    assert events[0].meta["response_format"] == {"type": "text"}
+    events, _ = run_recording(RECORDINGS / "openai-chat-text-1.sse")
+    assert "response_format" not in events[0].meta

@@ -271,6 +271,12 @@ class Normalizer(ABC):
         """The provider when no source said so: overridden by wires that can tell."""
         return None
 
+    def _response_format(self, data: Any) -> Any:
+        """The output format the provider echoes in its first payload (Responses' ``text.format``),
+        put in ``stream.start.meta["response_format"]`` so later operators know the answer is JSON
+        even when the request is unknown (a raw replay)."""
+        return None
+
     # -- builders ---------------------------------------------------------------------------
 
     def _meta(self, meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -291,12 +297,13 @@ class Normalizer(ABC):
         if provider is None:
             provider = self._guess_provider(model)
         at = self._open_at if self._open_at is not None else self._at
+        echoed = self._response_format(data) if data is not None else None
         self._out.append(
             _START(
                 self.stream_id,
                 0,
                 at,
-                self._meta(None),
+                self._meta({"response_format": echoed} if echoed is not None else None),
                 provider=provider,
                 wire=self.wire,
                 model=model,

@@ -102,6 +102,12 @@ class OpenAIResponsesNormalizer(Normalizer):
             return None, None
         return _str(response.get("model")), _str(response.get("id"))
 
+    def _response_format(self, data: Any) -> Any:
+        payload = _dict(data)
+        response = _dict(payload.get("response")) if payload is not None else None
+        text = _dict(response.get("text")) if response is not None else None
+        return text.get("format") if text is not None else None
+
     def _guess_provider(self, model: str | None) -> str | None:
         if not model:
             return None
