@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -16,9 +17,9 @@ from reactivex import operators as ops
 from rxstream._chunk import ProviderChunk
 from rxstream._consume import collect
 from rxstream._errors import RxStreamError
-from rxstream._events import EventBase
+from rxstream._events import EventBase, JsonPartial
 from rxstream._result import StreamResult
-from rxstream.operators import normalize
+from rxstream.operators import JsonAssembler, normalize, parse_json
 from rxstream.sources import (
     anthropic_messages,
     gemini,
@@ -65,8 +66,11 @@ ANSWER_FORMAT = {
 class _Printer:
     """Prints a stream as it arrives: text plain, reasoning dimmed, tool calls as they are built."""
 
-    def __init__(self, out: TextIO, color: bool) -> None:
+    def __init__(self, out: TextIO, color: bool, *, fields: bool = False) -> None:
         self.out = out
+        # With parse_json() in the pipe: each JSON field when it is final, not the raw text.
+        self.fields = fields
+        self.assembler = JsonAssembler()
         self.dim = "\x1b[2m" if color else ""
         self.bold = "\x1b[1m" if color else ""
         self.reset = "\x1b[0m" if color else ""
@@ -94,7 +98,13 @@ class _Printer:
         if kind == "reasoning.delta" and data.text:
             self._switch("reasoning", "  thinking: ")
             self.out.write(data.text)
-        elif kind == "text.delta":
+        elif self.fields and isinstance(event, JsonPartial):
+            self._fields(event)
+        elif self.fields and kind == "json.value":
+            self._line(f"  json:     {json.dumps(data.value, separators=(',', ':'), ensure_ascii=False)}")
+            if data.error:
+                self._line(f"  invalid:  {data.error}")
+        elif kind == "text.delta" and not self.fields:
             self._switch("text", "  answer:   ")
             self.out.write(data.text)
         elif kind == "refusal.delta":
@@ -108,6 +118,21 @@ class _Printer:
             self.out.write(")")
         self.out.flush()
 
+    def _line(self, line: str) -> None:
+        self.close()
+        self.out.write(line + "\n")
+
+    def _fields(self, event: JsonPartial) -> None:
+        value = self.assembler.feed(event)
+        for path in event.completed_paths:
+            if not path:
+                continue
+            field: Any = value
+            for key in path:
+                field = field[key]
+            name = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in path).lstrip(".")
+            self._line(f"  field:    {name} = {json.dumps(field, ensure_ascii=False)}")
+
     def close(self) -> None:
         if self.mode:
             self.out.write(self.reset + "\n")
@@ -119,6 +144,7 @@ class _Scenario:
     title: str
     recording: str
     build: Callable[[str, dict[str, str], httpx.AsyncClient], Observable[ProviderChunk]]
+    parse_json: bool = False
 
 
 def _scenarios() -> list[_Scenario]:
@@ -175,6 +201,7 @@ def _scenarios() -> list[_Scenario]:
                 headers=h,
                 client=c,
             ),
+            parse_json=True,
         ),
     ]
 
@@ -194,10 +221,12 @@ async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
         for number, scenario in enumerate(_scenarios(), 1):
             out.write(f"\n{number}. {scenario.title}\n")
             headers = {"x-rxstream-recording": scenario.recording, "x-rxstream-pace": pace}
-            printer = _Printer(out, color)
-            stream = scenario.build(emulator.base_url, headers, client).pipe(
-                normalize(), ops.do_action(printer)
-            )
+            printer = _Printer(out, color, fields=scenario.parse_json)
+            source = scenario.build(emulator.base_url, headers, client)
+            if scenario.parse_json:
+                stream = source.pipe(normalize(), parse_json(), ops.do_action(printer))
+            else:
+                stream = source.pipe(normalize(), ops.do_action(printer))
             try:
                 result = await collect(stream)
             except RxStreamError as exc:

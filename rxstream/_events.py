@@ -153,7 +153,13 @@ class JsonTarget(BaseModel):
 
 
 class JsonPartial(EventBase):
-    """The partial JSON value of a target changed (from ``parse_json``)."""
+    """The partial JSON value of a target changed (from ``parse_json``).
+
+    ``path``/``op``/``value`` is one change that brings the value rebuilt so far up to date
+    (``JsonAssembler`` applies it); ``op`` is None when only ``completed_paths`` changed.
+    ``snapshot`` is a copy of the whole value so far, on some events only (``every``);
+    ``parsed`` is that snapshot validated against the schema with every field optional.
+    """
 
     type: Literal["json.partial"] = "json.partial"
     target: JsonTarget
@@ -161,16 +167,23 @@ class JsonPartial(EventBase):
     path: list[str | int] | None = None
     op: Literal["set", "append"] | None = None
     completed_paths: list[list[str | int]] = Field(default_factory=list[list[str | int]])
+    snapshot: Any = None
+    parsed: Any = None
 
 
 class JsonValue(EventBase):
-    """A complete JSON value of a target, validated when a schema was given."""
+    """A complete JSON value of a target, validated when a schema was given.
+
+    ``error`` is the validation or JSON syntax error; ``truncated`` marks a value the stream
+    ended inside of (``value`` holds what arrived).
+    """
 
     type: Literal["json.value"] = "json.value"
     target: JsonTarget
     value: Any = None
     parsed: Any = None
     error: str | None = None
+    truncated: bool = False
 
 
 class Usage(EventBase):

@@ -20,6 +20,8 @@ class ToolCallResult:
     name: str
     arguments: str
     meta: dict[str, Any] = field(default_factory=dict[str, Any])
+    parsed: Any = None
+    """The arguments' value from ``parse_json()``'s ``json.value`` (validated when it had a schema)."""
 
 
 @dataclass(slots=True)
@@ -62,6 +64,8 @@ class OutputResult:
     citations: list[Citation] = field(default_factory=list[Citation])
     reasoning_signatures: list[str] = field(default_factory=list[str])
     parts: list[ContentPart] = field(default_factory=list[ContentPart])
+    json: Any = None
+    """The last JSON value ``parse_json()`` found complete in the text: parsed when validated."""
 
 
 @dataclass(slots=True)
@@ -190,9 +194,11 @@ class _Output:
     """One output being accumulated (``watch``: see ``_WATCH_TEXT``)."""
 
     __slots__ = (
+        "call_parsed",
         "calls",
         "citations",
         "finish",
+        "json",
         "marks",
         "parts",
         "raw_finish",
@@ -221,6 +227,8 @@ class _Output:
         # or a signature comes
         self.marks: list[tuple[int, Any, str | None]] = []
         self.text_item: Any = None
+        self.json: Any = None
+        self.call_parsed: dict[int, Any] = {}
 
 
 class ResultAccumulator:
@@ -246,6 +254,7 @@ class ResultAccumulator:
             "citation": self._on_citation,
             "usage": self._on_usage,
             "finish": self._on_finish,
+            "json.value": self._on_json_value,
             "stream.start": self._on_start,
             "stream.restart": self._on_restart,
             "stream.end": self._on_end,
@@ -369,6 +378,18 @@ class ResultAccumulator:
     def _on_citation(self, e: Any) -> None:
         self._out(e.output).citations.append(e)
 
+    def _on_json_value(self, e: Any) -> None:
+        # A truncated or unparsable value is reported by the event, not kept as the result.
+        if e.truncated or (e.value is None and e.error is not None):
+            return
+        value = e.parsed if e.parsed is not None else e.value
+        target = e.target
+        out = self._out(target.output)
+        if target.kind == "text":
+            out.json = value
+        elif target.call_index is not None:
+            out.call_parsed[target.call_index] = value
+
     def _on_usage(self, e: Any) -> None:
         self._result.usage = e
 
@@ -411,6 +432,7 @@ class ResultAccumulator:
                     name=c[1],
                     arguments=c[3] if c[3] is not None else "".join(c[2]),
                     meta=c[4],
+                    parsed=o.call_parsed.get(i),
                 )
                 for i, c in sorted(o.calls.items())
             ]
@@ -429,6 +451,7 @@ class ResultAccumulator:
                     citations=list(o.citations),
                     reasoning_signatures=list(o.signatures),
                     parts=_content_parts(o),
+                    json=o.json,
                 )
             )
         return StreamResult(

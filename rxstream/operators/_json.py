@@ -1,0 +1,737 @@
+"""parse_json(): parse the JSON an output's text or a tool call's arguments carry, as it streams."""
+
+from __future__ import annotations
+
+import datetime
+import types
+from collections.abc import Callable
+from typing import Any, Literal, Union, cast, get_args, get_origin
+
+import reactivex
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from reactivex import Observable, abc
+from reactivex.scheduler import CurrentThreadScheduler
+
+from rxstream._errors import JsonError
+from rxstream._events import (
+    Event,
+    EventBase,
+    Finish,
+    JsonPartial,
+    JsonTarget,
+    JsonValue,
+    StreamEnd,
+    StreamRestart,
+    StreamStart,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallDone,
+    make_event,
+)
+from rxstream.operators._json_partial import Change, JsonPath, PartialJsonParser
+from rxstream.operators._lift import lift
+
+__all__ = ["JsonAssembler", "JsonTargetsCore", "parse_json", "partial_model"]
+
+_TEXT = -1  # the target key of an output's text (tool calls use their call_index)
+_JSON_TYPES = frozenset(("json_schema", "json_object"))
+_Clock = Callable[[], datetime.datetime]
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in cast(dict[str, Any], value).items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in cast(list[Any], value)]
+    return value
+
+
+def _spine_copy(value: Any, path: JsonPath) -> Any:
+    """Copy the containers along ``path`` and share everything else.
+
+    The parser only ever changes its value along the path of its latest change (every other
+    child of an open container is already closed), so sharing the rest is safe and costs the
+    width of the containers on the path instead of the size of the value.
+    """
+    if isinstance(value, dict):
+        copied: Any = dict(cast(dict[str, Any], value))
+    elif isinstance(value, list):
+        copied = list(cast(list[Any], value))
+    else:
+        return value
+    if path:
+        key = path[0]
+        copied[key] = _spine_copy(copied[key], path[1:])
+    return copied
+
+
+def _last_spine_copy(value: Any) -> Any:
+    """Copy the containers along the last child at each level (where a stream goes on)."""
+    if isinstance(value, dict):
+        copied: dict[str, Any] = dict(cast(dict[str, Any], value))
+        if copied:
+            key = next(reversed(copied))
+            copied[key] = _last_spine_copy(copied[key])
+        return copied
+    if isinstance(value, list):
+        items: list[Any] = list(cast(list[Any], value))
+        if items:
+            items[-1] = _last_spine_copy(items[-1])
+        return items
+    return value
+
+
+def _at(value: Any, path: JsonPath) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _common_prefix(a: JsonPath, b: JsonPath) -> JsonPath:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+# -- the derived all-optional model for partial values ----------------------------------------
+
+_PARTIAL_MODELS: dict[type[BaseModel], type[BaseModel]] = {}
+_BUILDING: set[type[BaseModel]] = set()
+
+
+def _partial_type(annotation: Any) -> Any:
+    tp: Any = annotation
+    if isinstance(annotation, type) and issubclass(tp, BaseModel):
+        if tp in _BUILDING:
+            # A model that contains itself: partial validation below this depth is not worth a
+            # forward reference; any value is accepted there.
+            return Any
+        return partial_model(tp)
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is None or not args:
+        return annotation
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_partial_type(a) for a in args)]  # noqa: UP007 - built at run time
+    if origin is list:
+        item: Any = _partial_type(args[0])
+        built: Any = list[item]
+        return built
+    if origin is dict and len(args) == 2:
+        entry: Any = _partial_type(args[1])
+        mapping: Any = dict[args[0], entry]
+        return mapping
+    if origin is tuple:
+        items: Any = tuple(_partial_type(a) for a in args)
+        row: Any = tuple[items]
+        return row
+    return annotation
+
+
+def partial_model(model: type[BaseModel]) -> type[BaseModel]:
+    """The model ``parse_json()`` validates partial values against: every field optional.
+
+    Every field of ``model`` becomes ``T | None = None`` at every depth (nested models, lists
+    and dicts of them, unions), keeping aliases, so any prefix state of a valid value validates.
+    Built once per model and cached.
+    """
+    cached = _PARTIAL_MODELS.get(model)
+    if cached is not None:
+        return cached
+    _BUILDING.add(model)
+    try:
+        fields: dict[str, Any] = {}
+        for name, info in model.model_fields.items():
+            annotation = _partial_type(info.annotation)
+            fields[name] = (annotation | None, Field(default=None, alias=info.alias))
+        extra = model.model_config.get("extra")
+        config = ConfigDict(extra=extra) if extra is not None else ConfigDict()
+        config["populate_by_name"] = True
+        built: type[BaseModel] = create_model(f"Partial{model.__name__}", __config__=config, **fields)
+    finally:
+        _BUILDING.discard(model)
+    _PARTIAL_MODELS[model] = built
+    return built
+
+
+# -- the pure core ------------------------------------------------------------------------------
+
+
+def _json_requested(start: StreamStart) -> bool:
+    """Whether the request (or what the provider echoed) asked for a JSON answer."""
+    request = start.request or {}
+    fmt = request.get("response_format")
+    if isinstance(fmt, dict) and cast(dict[str, Any], fmt).get("type") in _JSON_TYPES:
+        return True
+    text = request.get("text")
+    if isinstance(text, dict):
+        fmt = cast(dict[str, Any], text).get("format")
+        if isinstance(fmt, dict) and cast(dict[str, Any], fmt).get("type") in _JSON_TYPES:
+            return True
+    config = request.get("generationConfig") or request.get("generation_config")
+    if isinstance(config, dict):
+        config = cast(dict[str, Any], config)
+        mime = config.get("responseMimeType") or config.get("response_mime_type")
+        if mime == "application/json":
+            return True
+    fmt = request.get("output_format")
+    if isinstance(fmt, dict) and cast(dict[str, Any], fmt).get("type") == "json_schema":
+        return True
+    fmt = start.meta.get("response_format")
+    return isinstance(fmt, dict) and cast(dict[str, Any], fmt).get("type") in _JSON_TYPES
+
+
+class _Target:
+    """One JSON document being parsed: an output's text or one tool call's arguments."""
+
+    __slots__ = (
+        "fed",
+        "last_snapshot",
+        "model",
+        "next_mark",
+        "parser",
+        "root_index",
+        "root_live",
+        "root_pieces",
+        "stopped",
+    )
+
+    def __init__(self, model: JsonTarget, every: int, now: datetime.datetime | None) -> None:
+        self.model = model
+        self.parser = PartialJsonParser()
+        self.fed = 0  # bytes fed so far
+        self.next_mark = every  # bytes at which the next snapshot is due
+        self.last_snapshot = now  # when the last snapshot was taken (time cadence)
+        self.root_index = -1  # top_level_index of the value still open after the last feed
+        self.root_live: Any = None  # that value when it is a container (the parser's own object)
+        self.root_pieces: list[Any] | None = None  # else its string pieces or its number
+        self.stopped = False  # invalid JSON or finished: ignore what follows
+
+
+class JsonTargetsCore:
+    """The pure core of ``parse_json()``: one :class:`PartialJsonParser` per target.
+
+    Events pass through unchanged; the ``json.partial`` / ``json.value`` events a delta causes
+    follow it (before ``stream.end``, which stays last), with its ``stream_id``, ``seq`` and ``at``.
+
+    Args:
+        schema: a pydantic model class or a ``TypeAdapter`` to validate complete values, or None.
+        targets: ``"auto"`` (text when the request asked for JSON, plus tool calls), ``"text"``
+            (text and tool calls) or ``"tools"`` (tool calls only).
+        partial: emit ``json.partial`` events (else only ``json.value``).
+        every: bytes of a target between snapshots (``every_time`` None), ignored otherwise.
+        every_time: time between snapshots, read on ``clock``.
+        clock: the scheduler's clock (needed with ``every_time``).
+    """
+
+    failure: JsonError | None = None
+
+    def __init__(
+        self,
+        *,
+        schema: type[BaseModel] | TypeAdapter[Any] | None = None,
+        targets: Literal["auto", "text", "tools"] = "auto",
+        partial: bool = True,
+        every: int = 256,
+        every_time: datetime.timedelta | None = None,
+        clock: _Clock | None = None,
+    ) -> None:
+        self._validate: Callable[[Any], Any] | None = None
+        self._validate_partial: Callable[[Any], Any] | None = None
+        if isinstance(schema, TypeAdapter):
+            self._validate = schema.validate_python
+        elif schema is not None:
+            self._validate = schema.model_validate
+            self._validate_partial = partial_model(schema).model_validate
+        self._targets_mode = targets
+        self._text = targets == "text"
+        self._partial = partial
+        self._every = every
+        self._every_time = every_time
+        self._clock = clock
+        self._targets: dict[tuple[int, int], _Target] = {}
+        self._latest: EventBase | None = None
+
+    def feed(self, event: Event) -> list[Event]:
+        """Pass ``event`` on, followed by the JSON events it caused."""
+        self._latest = event
+        if isinstance(event, TextDelta):
+            if not self._text:
+                return [event]
+            out: list[Event] = [event]
+            self._feed(self._target(event.output, _TEXT), event.text, event, out)
+            return out
+        if isinstance(event, ToolCallDelta):
+            out = [event]
+            self._feed(self._target(event.output, event.call_index), event.arguments_delta, event, out)
+            return out
+        if isinstance(event, ToolCallDone):
+            out = [event]
+            target = self._target(event.output, event.call_index)
+            if target.fed == 0 and event.arguments:
+                # The arguments came only with the done event: nothing was streamed.
+                self._feed(target, event.arguments, event, out)
+            self._end(target, event, "truncated: the stream ended inside the JSON value (tool call done)", out)
+            return out
+        if isinstance(event, Finish):
+            out = [event]
+            reason = event.reason or event.raw_reason or "unknown"
+            message = f"truncated: the stream ended inside the JSON value (finish reason {reason})"
+            for key, target in list(self._targets.items()):
+                if key[0] == event.output:
+                    self._end(target, event, message, out)
+            return out
+        if isinstance(event, StreamEnd):
+            out = self._end_all(event)
+            out.append(event)
+            return out
+        if isinstance(event, StreamStart):
+            self._text = self._targets_mode == "text" or (self._targets_mode == "auto" and _json_requested(event))
+            return [event]
+        if isinstance(event, StreamRestart):
+            # Consumers discard everything before a restart; so do the parsers.
+            self._targets.clear()
+            return [event]
+        return [event]
+
+    def flush(self) -> list[Event]:
+        """Report what is still open when the stream completes without ``stream.end``."""
+        latest = self._latest
+        return [] if latest is None else self._end_all(latest)
+
+    # -- per target ---------------------------------------------------------------------------
+
+    def _target(self, output: int, key: int) -> _Target:
+        target = self._targets.get((output, key))
+        if target is None:
+            model = (
+                JsonTarget(kind="text", output=output)
+                if key == _TEXT
+                else JsonTarget(kind="tool_call", output=output, call_index=key)
+            )
+            now = self._clock() if self._clock is not None and self._every_time is not None else None
+            target = self._targets[(output, key)] = _Target(model, self._every, now)
+        return target
+
+    def _end_all(self, cause: EventBase) -> list[Event]:
+        out: list[Event] = []
+        message = "truncated: the stream ended inside the JSON value (no finish reason)"
+        for target in list(self._targets.values()):
+            self._end(target, cause, message, out)
+        return out
+
+    def _feed(self, target: _Target, text: str, cause: EventBase, out: list[Event]) -> None:
+        if target.stopped or not text:
+            return
+        target.fed += len(text) if text.isascii() else len(text.encode())
+        try:
+            changes = target.parser.feed(text)
+        except JsonError as exc:
+            self._invalid(target, exc, cause, out)
+            return
+        if changes:
+            self._report(target, changes, cause, out)
+
+    def _end(self, target: _Target, cause: EventBase, message: str, out: list[Event]) -> None:
+        if target.stopped:
+            return
+        target.stopped = True
+        parser = target.parser
+        try:
+            changes = parser.finish()
+        except JsonError as exc:
+            self._invalid(target, exc, cause, out)
+            return
+        if changes:
+            self._report(target, changes, cause, out)
+        if parser.truncated:
+            value = parser.snapshot()
+            out.append(self._value(target, cause, value, truncated=message))
+        elif parser.value_count == 0 and target.model.kind == "tool_call":
+            # A call with no argument text takes no arguments: its value is the empty object.
+            out.append(self._value(target, cause, {}))
+
+    def _invalid(self, target: _Target, exc: JsonError, cause: EventBase, out: list[Event]) -> None:
+        target.stopped = True
+        out.append(
+            make_event(
+                JsonValue,
+                stream_id=cause.stream_id,
+                seq=cause.seq,
+                at=cause.at,
+                target=target.model,
+                error=exc.message,
+            )
+        )
+
+    def _report(self, target: _Target, changes: list[Change], cause: EventBase, out: list[Event]) -> None:
+        parser = target.parser
+        if changes[-1].top_level_index == changes[0].top_level_index:
+            groups = [changes]
+        else:
+            # Several top-level values in one delta (rare): one report per value, in order.
+            groups: list[list[Change]] = []
+            for change in changes:
+                if groups and groups[-1][0].top_level_index == change.top_level_index:
+                    groups[-1].append(change)
+                else:
+                    groups.append([change])
+        last = len(groups) - 1
+        for n, group in enumerate(groups):
+            if n == last:
+                # The parser's live value, asked for only when needed: materialising a string
+                # still streaming costs its length, so doing it per delta would be quadratic.
+                self._report_group(target, group, lambda: parser.value, cause, out)
+            else:
+                # A value that ended in this delta, before the parser moved on to the next one.
+                self._report_group(target, group, _const(self._finished_root(target, group)), cause, out)
+        self._track(target, groups[last])
+
+    def _finished_root(self, target: _Target, group: list[Change]) -> Any:
+        if group[0].top_level_index != target.root_index:
+            return _rebuild(None, group)  # begun and ended within this delta: small
+        if target.root_pieces is None:
+            return target.root_live  # a container the parser built in place
+        return _rebuild(_join(target.root_pieces), group)
+
+    @staticmethod
+    def _track(target: _Target, group: list[Change]) -> None:
+        """Keep a handle on the top-level value still open after this delta, in O(changes)."""
+        first = group[0]
+        if first.top_level_index != target.root_index:
+            # A value's first change sets it at the top level.
+            target.root_index = first.top_level_index
+            if isinstance(first.value, dict | list):
+                target.root_live = target.parser.value
+                target.root_pieces = None
+                return
+            target.root_live = None
+            target.root_pieces = []
+        pieces = target.root_pieces
+        if pieces is None:
+            return
+        for change in group:
+            if change.op == "set":
+                pieces.clear()
+                pieces.append(change.value)
+            elif change.op == "append":
+                pieces.append(change.value)
+
+    def _report_group(
+        self, target: _Target, group: list[Change], root: Callable[[], Any], cause: EventBase, out: list[Event]
+    ) -> None:
+        complete = False
+        completed: list[list[str | int]] = []
+        for change in group:
+            for path in change.completed:
+                completed.append(list(path))
+                if not path:
+                    complete = True
+        if self._partial:
+            out.append(self._partial_event(target, group, root, completed, cause, complete))
+        if complete:
+            out.append(self._value(target, cause, root()))
+
+    def _partial_event(
+        self,
+        target: _Target,
+        group: list[Change],
+        root: Callable[[], Any],
+        completed: list[list[str | int]],
+        cause: EventBase,
+        complete: bool,
+    ) -> Event:
+        path, op, value = _merge(group, root)
+        snapshot: Any = None
+        parsed: Any = None
+        if not complete and self._snapshot_due(target):
+            snapshot = _spine_copy(root(), group[-1].path)
+            if self._validate_partial is not None:
+                try:
+                    parsed = self._validate_partial(snapshot)
+                except ValidationError:
+                    parsed = None
+        return make_event(
+            JsonPartial,
+            stream_id=cause.stream_id,
+            seq=cause.seq,
+            at=cause.at,
+            target=target.model,
+            value=value,
+            path=None if path is None else list(path),
+            op=op,
+            completed_paths=completed,
+            snapshot=snapshot,
+            parsed=parsed,
+        )
+
+    def _snapshot_due(self, target: _Target) -> bool:
+        every_time = self._every_time
+        if every_time is not None and self._clock is not None:
+            now = self._clock()
+            last = target.last_snapshot
+            if last is not None and now - last < every_time:
+                return False
+            target.last_snapshot = now
+            return True
+        if target.fed < target.next_mark:
+            return False
+        target.next_mark = target.fed + self._every
+        return True
+
+    def _value(self, target: _Target, cause: EventBase, value: Any, truncated: str | None = None) -> Event:
+        parsed: Any = None
+        error: str | None = truncated
+        if truncated is None and self._validate is not None:
+            try:
+                parsed = self._validate(value)
+            except ValidationError as exc:
+                error = str(exc)
+        return make_event(
+            JsonValue,
+            stream_id=cause.stream_id,
+            seq=cause.seq,
+            at=cause.at,
+            target=target.model,
+            value=value,
+            parsed=parsed,
+            error=error,
+            truncated=truncated is not None,
+        )
+
+
+def _rebuild(value: Any, changes: list[Change]) -> Any:
+    """Apply changes to a value: only for the few changes of one delta."""
+    for change in changes:
+        op = change.op
+        if op == "done":
+            continue
+        new = _copy(change.value)  # a container's placeholder is empty: never share it
+        if not change.path:
+            value = new if op == "set" else value + new
+            continue
+        parent = _at(value, change.path[:-1])
+        key = change.path[-1]
+        if op == "append":
+            parent[key] += new
+        elif isinstance(key, int) and key == len(parent):
+            parent.append(new)
+        else:
+            parent[key] = new
+    return value
+
+
+def _const(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _join(pieces: list[Any]) -> Any:
+    if len(pieces) == 1:
+        return pieces[0]
+    return "".join(pieces)
+
+
+def _merge(group: list[Change], root: Callable[[], Any]) -> tuple[JsonPath | None, Literal["set", "append"] | None, Any]:
+    """One change equivalent to all of ``group``'s: itself when alone, else pieces of one string
+    joined, else a ``set`` of a copy of the deepest value containing every change."""
+    changes = [c for c in group if c.op != "done"]
+    if not changes:
+        return None, None, None
+    if len(changes) == 1:
+        c = changes[0]
+        op = cast(Literal["set", "append"], c.op)
+        return c.path, op, _copy(c.value)
+    path = changes[0].path
+    if all(c.path == path for c in changes) and not isinstance(changes[0].value, dict | list):
+        if all(c.op == "append" for c in changes):
+            return path, "append", "".join(c.value for c in changes)
+        return path, "set", _at(root(), path)
+    for c in changes[1:]:
+        path = _common_prefix(path, c.path)
+    return path, "set", _spine_copy(_at(root(), path), changes[-1].path[len(path) :])
+
+
+# -- the consumer helper -----------------------------------------------------------------------
+
+
+class JsonAssembler:
+    """Rebuilds each target's value from ``json.partial`` events, for consumers.
+
+    The value returned shares its completed parts with the events: read it, do not mutate it.
+    An append to a string costs the string's length (Python strings are immutable); for very
+    long strings read the events' ``snapshot`` or the ``json.value`` instead. Call
+    :meth:`reset` on ``stream.restart``.
+
+    Example:
+        >>> assembler = JsonAssembler()
+        >>> for event in events:  # doctest: +SKIP
+        ...     if event.type == "json.partial":
+        ...         value = assembler.feed(event)
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[JsonTarget, Any] = {}
+
+    def feed(self, event: JsonPartial) -> Any:
+        """Apply the event's change and return the target's value so far (live: do not mutate)."""
+        target = event.target
+        value = self._values.get(target)
+        op = event.op
+        path = event.path
+        if op is None or path is None:
+            return value
+        # The event's value may be shared with other consumers: copy what later changes touch.
+        new = _last_spine_copy(event.value)
+        if not path:
+            value = new if op == "set" else value + new
+        else:
+            parent = _at(value, tuple(path[:-1]))
+            key = path[-1]
+            if op == "append":
+                parent[key] += new
+            elif isinstance(key, int) and key == len(parent):
+                parent.append(new)
+            else:
+                parent[key] = new
+        self._values[target] = value
+        return value
+
+    def value(self, target: JsonTarget) -> Any:
+        """The value so far of ``target`` (None before any event)."""
+        return self._values.get(target)
+
+    def reset(self) -> None:
+        """Forget every value (a ``stream.restart`` replaced what came before)."""
+        self._values.clear()
+
+
+# -- the operator --------------------------------------------------------------------------------
+
+
+def _schema_arg(schema: object) -> type[BaseModel] | TypeAdapter[Any] | None:
+    if schema is None or isinstance(schema, TypeAdapter):
+        return cast(TypeAdapter[Any] | None, schema)
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema
+    if isinstance(schema, dict):
+        raise ValueError(
+            "parse_json(schema=...) expected a pydantic BaseModel subclass or a TypeAdapter, got a "
+            "JSON-schema dict: validating JSON schema needs a library rxstream does not depend on; "
+            "build a pydantic model (or TypeAdapter) for it instead"
+        )
+    raise ValueError(
+        f"parse_json(schema=...) expected a pydantic BaseModel subclass, a TypeAdapter or None, "
+        f"got {schema!r}"
+    )
+
+
+def _wrap(exc: Exception) -> Exception:
+    error = JsonError(f"validating a JSON value raised {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def parse_json(
+    *,
+    schema: type[BaseModel] | TypeAdapter[Any] | None = None,
+    targets: Literal["auto", "text", "tools"] = "auto",
+    partial: bool = True,
+    every: int | datetime.timedelta = 256,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Callable[[Observable[Event]], Observable[Event]]:
+    """Parse the JSON of each output's text and each tool call's arguments as it streams.
+
+    Every event passes through unchanged and in order. After the delta that caused them come:
+
+    - ``json.partial`` (with ``partial=True``): at most one per delta and target, only when the
+      value changed or parts of it became final. ``path``/``op``/``value`` is one change
+      equivalent to the delta's changes (apply it, or use :class:`JsonAssembler`);
+      ``completed_paths`` lists the paths that became final; ``snapshot`` (a copy of the value so
+      far) rides on it at most every ``every`` bytes of the target, or every ``every`` of time on
+      the scheduler's clock (on the first ``json.partial`` after the interval); with a model
+      schema, ``parsed`` validates the snapshot against :func:`partial_model` (None if it fails).
+    - ``json.value``: each complete top-level value, ``parsed`` by the schema (``error`` holds the
+      validation message when that fails). A target still inside a value at its ``finish``,
+      ``tool_call.done`` or the end of the stream gets a ``json.value`` with the value so far,
+      ``truncated=True`` and an ``error`` naming the finish reason. A tool call with no argument
+      text gets the value ``{}``.
+
+    Targets: tool calls always; an output's text with ``targets="text"``, or with ``"auto"``
+    when ``stream.start`` shows JSON was asked (OpenAI ``response_format``, Responses
+    ``text.format``, Gemini ``responseMimeType``, Anthropic ``output_format``, or the
+    ``response_format`` a provider echoed in ``meta``); ``"tools"``: tool calls only. JSON
+    events take the ``stream_id``, ``seq`` and ``at`` of the event that caused them.
+
+    .. marble::
+        :alt: parse_json
+        -s-a-----b-------f-e-|
+        [ parse_json(targets="text") ]
+        -s-(a,p)-(b,q,v)-f-e-|
+
+    (``s`` stream.start, ``a`` / ``b`` the text deltas ``'{"x": '`` / ``'1}'``, ``p`` / ``q``
+    their json.partial, ``v`` the json.value ``{"x": 1}``, ``f`` finish, ``e`` stream.end.)
+
+    Args:
+        schema: validates complete values: a pydantic model class or a ``TypeAdapter``.
+        targets: which documents to parse (see above).
+        partial: emit ``json.partial`` events.
+        every: snapshot cadence: bytes of a target (an int > 0) or a positive ``timedelta``.
+        scheduler: clock for a ``timedelta`` cadence; defaults to the subscribe-time scheduler,
+            then the current-thread scheduler.
+
+    Errors:
+        Invalid JSON in a target does not fail the stream: it is reported as a ``json.value``
+        whose ``error`` is the parser's message, and that target is no longer parsed (its text
+        still passes). A validator that raises something other than a validation error fails the
+        stream with :class:`JsonError` (cause attached). Upstream errors pass unchanged.
+
+    Raises:
+        ValueError: at call time, for a schema that is not a model class or ``TypeAdapter``
+            (JSON-schema dicts are not supported), an unknown ``targets``, or ``every`` not
+            positive.
+    """
+    checked = _schema_arg(schema)
+    if targets not in ("auto", "text", "tools"):
+        raise ValueError(f"parse_json(targets=...) expected 'auto', 'text' or 'tools', got {targets!r}")
+    if not isinstance(partial, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"parse_json(partial=...) expected a bool, got {partial!r}")
+    if isinstance(every, datetime.timedelta):
+        if every <= datetime.timedelta(0):
+            raise ValueError(f"parse_json(every=...) expected a positive timedelta, got {every!r}")
+    elif isinstance(every, bool) or not isinstance(every, int) or every <= 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"parse_json(every=...) expected a number of bytes > 0 or a timedelta, got {every!r}")
+    if checked is not None and not isinstance(checked, TypeAdapter):
+        partial_model(checked)  # build (and cache) it now: a model it cannot derive fails here
+
+    if isinstance(every, int):
+        every_bytes = every
+
+        def make_core() -> JsonTargetsCore:
+            return JsonTargetsCore(schema=checked, targets=targets, partial=partial, every=every_bytes)
+
+        return lift(make_core, wrap_error=_wrap)
+
+    interval = every
+
+    def operator(source: Observable[Event]) -> Observable[Event]:
+        def subscribe(
+            observer: abc.ObserverBase[Event], subscribe_scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            clock_source = scheduler or subscribe_scheduler or CurrentThreadScheduler.singleton()
+
+            def clock() -> datetime.datetime:
+                return clock_source.now
+
+            def make_core() -> JsonTargetsCore:
+                return JsonTargetsCore(
+                    schema=checked, targets=targets, partial=partial, every_time=interval, clock=clock
+                )
+
+            return lift(make_core, wrap_error=_wrap)(source).subscribe(observer, scheduler=subscribe_scheduler)
+
+        return reactivex.Observable(subscribe)
+
+    return operator
