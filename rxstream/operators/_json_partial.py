@@ -258,6 +258,18 @@ class PartialJsonParser:
         while i < n:
             st = self._state
             if st == _STRING:
+                stop = _STR_STOP.search(buf, i)
+                if stop is None:
+                    self._str_parts.append(buf[i:])
+                    break
+                j = stop.start()
+                if buf[j] == '"':
+                    # No escape before the closing quote: the usual end of a string.
+                    if j > i:
+                        self._str_parts.append(buf[i:j])
+                    i = j + 1
+                    self._close_string(out)
+                    continue
                 # The pattern matches the empty string, so there is always a match.
                 j = _STR_CHUNK.match(buf, i).end()  # pyright: ignore[reportOptionalMemberAccess]
                 if j > i:
@@ -347,8 +359,8 @@ class PartialJsonParser:
                 # A string with no escapes, whole in this buffer: set it at once.
                 value = buf[i + 1 : stop.start()]
                 path = self._attach(value)
-                out.append(Change(path, "set", value, (path,), self._index))
-                self._after_value()
+                out.append(_new_change(Change, (path, "set", value, (path,), self._index)))
+                self._state = _AFTER if self._containers else _VALUE
                 return stop.end()
             self._slot_path = self._attach("")
             self._state = _STRING
@@ -362,7 +374,7 @@ class PartialJsonParser:
             path = self._attach(container)
             self._containers.append(container)
             self._paths.append(path)
-            out.append(Change(path, "set", {} if c == "{" else [], (), self._index))
+            out.append(_new_change(Change, (path, "set", {} if c == "{" else [], (), self._index)))
             self._state = _KEY_OR_CLOSE if c == "{" else _VALUE_OR_CLOSE
             return i + 1
         if c in "-0123456789":
@@ -377,8 +389,8 @@ class PartialJsonParser:
         end = i + len(word)
         if buf.startswith(word, i):
             path = self._attach(value)
-            out.append(Change(path, "set", value, (path,), self._index))
-            self._after_value()
+            out.append(_new_change(Change, (path, "set", value, (path,), self._index)))
+            self._state = _AFTER if self._containers else _VALUE
             return end
         rest = buf[i:end]
         if end > len(buf) and word.startswith(rest):
@@ -431,7 +443,7 @@ class PartialJsonParser:
                 self._complete(path, out)
             return
         self._num_last = number
-        out.append(Change(path, "set", number, (path,) if final else (), self._index))
+        out.append(_new_change(Change, (path, "set", number, (path,) if final else (), self._index)))
 
     def _escape(self, buf: str, i: int) -> int:
         # Returns the index after the escape, or -1 when it continues in the next fragment.
@@ -496,11 +508,11 @@ class PartialJsonParser:
         parts = self._str_parts
         if self._str_new:
             piece = "".join(parts[self._str_emitted :])
-            out.append(Change(self._slot_path, "set", piece, (), self._index))
+            out.append(_new_change(Change, (self._slot_path, "set", piece, (), self._index)))
             self._str_new = False
         elif len(parts) > self._str_emitted:
             piece = "".join(parts[self._str_emitted :])
-            out.append(Change(self._slot_path, "append", piece, (), self._index))
+            out.append(_new_change(Change, (self._slot_path, "append", piece, (), self._index)))
         self._str_emitted = len(parts)
 
     def _close_string(self, out: list[Change]) -> None:
@@ -513,7 +525,9 @@ class PartialJsonParser:
         piece = "".join(parts[self._str_emitted :])
         self._store(piece if self._str_emitted == 0 else "".join(parts))
         path = self._slot_path
-        out.append(Change(path, "set" if self._str_new else "append", piece, (path,), self._index))
+        out.append(
+            _new_change(Change, (path, "set" if self._str_new else "append", piece, (path,), self._index))
+        )
         self._str_new = False
         self._after_value()
 
@@ -533,9 +547,11 @@ class PartialJsonParser:
         # Nothing changed since the last change of this feed(), so the completion rides on it.
         if out:
             last = out[-1]
-            out[-1] = Change(last.path, last.op, last.value, (*last.completed, path), last.top_level_index)
+            out[-1] = _new_change(
+                Change, (last.path, last.op, last.value, (*last.completed, path), last.top_level_index)
+            )
         else:
-            out.append(Change(path, "done", None, (path,), self._index))
+            out.append(_new_change(Change, (path, "done", None, (path,), self._index)))
 
     def _after_value(self) -> None:
         self._state = _AFTER if self._containers else _VALUE
