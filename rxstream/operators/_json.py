@@ -26,6 +26,7 @@ from rxstream._events import (
     TextDelta,
     ToolCallDelta,
     ToolCallDone,
+    event_builder,
     make_event,
 )
 from rxstream.operators._json_partial import Change, JsonPath, PartialJsonParser
@@ -36,6 +37,9 @@ __all__ = ["JsonAssembler", "JsonTargetsCore", "parse_json", "partial_model"]
 _TEXT = -1  # the target key of an output's text (tool calls use their call_index)
 _JSON_TYPES = frozenset(("json_schema", "json_object"))
 _Clock = Callable[[], datetime.datetime]
+
+
+_PARTIAL = event_builder(JsonPartial)
 
 
 def _copy(value: Any) -> Any:
@@ -426,10 +430,11 @@ class JsonTargetsCore:
         complete = False
         completed: list[list[str | int]] = []
         for change in group:
-            for path in change.completed:
-                completed.append(list(path))
-                if not path:
-                    complete = True
+            if change.completed:
+                for path in change.completed:
+                    completed.append(list(path))
+                    if not path:
+                        complete = True
         if self._partial:
             out.append(self._partial_event(target, group, root, completed, cause, complete))
         if complete:
@@ -454,11 +459,11 @@ class JsonTargetsCore:
                     parsed = self._validate_partial(snapshot)
                 except ValidationError:
                     parsed = None
-        return make_event(
-            JsonPartial,
-            stream_id=cause.stream_id,
-            seq=cause.seq,
-            at=cause.at,
+        return _PARTIAL(
+            cause.stream_id,
+            cause.seq,
+            cause.at,
+            {},
             target=target.model,
             value=value,
             path=None if path is None else list(path),
@@ -537,6 +542,11 @@ def _join(pieces: list[Any]) -> Any:
 def _merge(group: list[Change], root: Callable[[], Any]) -> tuple[JsonPath | None, Literal["set", "append"] | None, Any]:
     """One change equivalent to all of ``group``'s: itself when alone, else pieces of one string
     joined, else a ``set`` of a copy of the deepest value containing every change."""
+    if len(group) == 1:
+        c = group[0]
+        if c.op == "done":
+            return None, None, None
+        return c.path, c.op, _copy(c.value)
     changes = [c for c in group if c.op != "done"]
     if not changes:
         return None, None, None
