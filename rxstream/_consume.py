@@ -302,12 +302,8 @@ class _Channel:
 
     # -- overflow policies (loop thread) -----------------------------------------------------
 
-    def _push_block(self, event: Any) -> None:
-        if self.finished:
-            return
-        buffer = self.buffer
-        buffer.append(event)
-        size = len(buffer)
+    def _buffered(self, size: int) -> None:
+        """Record the peak, pause the source once the buffer is full, wake the consumer."""
         if size > self.peak:
             self.peak = size
         if size >= self.max_buffer and not self.gate_closed:
@@ -316,6 +312,13 @@ class _Channel:
                 self.gate_closed = True
                 gate.close()
         self.wake()
+
+    def _push_block(self, event: Any) -> None:
+        if self.finished:
+            return
+        buffer = self.buffer
+        buffer.append(event)
+        self._buffered(len(buffer))
 
     def _push_coalesce(self, event: Any) -> None:
         if self.finished:
@@ -332,15 +335,7 @@ class _Channel:
             # When little merges, compact again only once the buffer has doubled (a source
             # that ignores the gate would otherwise cost a full pass per event).
             self.compact_at = max(self.max_buffer, 2 * len(buffer))
-        size = len(buffer)
-        if size > self.peak:
-            self.peak = size
-        if size >= self.max_buffer and not self.gate_closed:
-            gate = self.gate
-            if gate is not None:
-                self.gate_closed = True
-                gate.close()
-        self.wake()
+        self._buffered(len(buffer))
 
     def _push_drop_oldest(self, event: Any) -> None:
         if self.finished:
