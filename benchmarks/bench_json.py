@@ -3,7 +3,7 @@
 Arguments of about 5 KB, 20 KB and 80 KB arrive as an Anthropic tool call in 500, 2,000 and 8,000
 ``input_json_delta`` fragments. For each size it prints the time of ``normalize()`` alone, of
 ``normalize() + parse_json()``, the difference (what parse_json adds), one ``json.loads`` of the
-final document, and their ratio (target: at most 40x with partial events on); the growth factor
+final document, and their ratio (median of alternating rounds; target: at most 40x with partial events on); the growth factor
 per 4x size (linear work stays near 4x); and, in the same run, the Anthropic SDK's approach:
 re-parsing the whole buffer with jiter's partial mode on every fragment (quadratic).
 
@@ -115,7 +115,7 @@ def sdk_reparse(text: str, fragments: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args(argv)
     print(
         f"{'size':>7} {'frags':>6} {'normalize':>10} {'+parse_json':>12} {'added':>9} "
@@ -128,14 +128,26 @@ def main(argv: list[str] | None = None) -> int:
         items = chunks(text, fragments)
         json_events = run_pipe(items, True)
         assert json_events > run_pipe(items, False), "parse_json must add json events"
-        base = timed(lambda i=items: run_pipe(i, False), args.repeat)
-        full = timed(lambda i=items: run_pipe(i, True), args.repeat)
+        # Alternate the runs and take medians of per-round ratios: this machine's speed drifts.
+        bases: list[float] = []
+        fulls: list[float] = []
+        ratios: list[float] = []
+        for _ in range(args.repeat):
+            base_t = timed(lambda i=items: run_pipe(i, False), 1)
+            full_t = timed(lambda i=items: run_pipe(i, True), 1)
+            loads_t = timed(lambda t=text: [json.loads(t) for _ in range(10)], 1) / 10
+            bases.append(base_t)
+            fulls.append(full_t)
+            ratios.append((full_t - base_t) / loads_t)
+        base = statistics.median(bases)
+        full = statistics.median(fulls)
+        ratio = statistics.median(ratios)
         loads = statistics.median(timed(lambda t=text: json.loads(t), 1) for _ in range(21))
-        sdk = timed(lambda t=text, f=fragments: sdk_reparse(t, f), max(1, args.repeat // 2))
+        sdk = timed(lambda t=text, f=fragments: sdk_reparse(t, f), max(1, args.repeat // 4))
         added = full - base
         print(
             f"{len(text):>7} {fragments:>6} {base * 1e3:>8.2f}ms {full * 1e3:>10.2f}ms {added * 1e3:>7.2f}ms "
-            f"{loads * 1e3:>9.3f}ms {added / loads:>11.1f}x {sdk * 1e3:>11.1f}ms {sdk / loads:>9.0f}x"
+            f"{loads * 1e3:>9.3f}ms {ratio:>11.1f}x {sdk * 1e3:>11.1f}ms {sdk / loads:>9.0f}x"
         )
         if previous is not None:
             growth.append(added / previous)

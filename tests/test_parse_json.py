@@ -38,6 +38,7 @@ from rxstream._events import (
 from rxstream.operators import JsonAssembler, parse_json
 from rxstream.operators._json import JsonTargetsCore, partial_model
 from rxstream.operators._json_partial import PartialJsonParser
+from rxstream.operators._json_stream import YajlDocument
 from rxstream.sources import load_recording
 from tests.helpers import accumulate, run_chunks, run_recording
 
@@ -329,27 +330,28 @@ def test_non_ascii_counts_bytes() -> None:
     assert [p.snapshot for p in of(out, JsonPartial)] == [None, "éé", None]
 
 
-class CountingParser(PartialJsonParser):
-    """Counts reads of the whole value: each costs the length of a string still streaming."""
+class CountingDocument(YajlDocument):
+    """Counts joins of a string still streaming: each costs the string's length."""
 
+    __slots__ = ()
     reads = 0
 
-    @property
-    def value(self) -> Any:
-        CountingParser.reads += 1
-        return super().value
+    def _materialize(self) -> None:
+        if self._s_path is not None and self._s_stale:  # pyright: ignore[reportPrivateUsage]
+            CountingDocument.reads += 1
+        super()._materialize()  # pyright: ignore[reportPrivateUsage]
 
 
 @pytest.mark.parametrize("doc_start", ['{"a": [1, {"b": "', '"'])
 def test_a_long_string_costs_no_read_of_the_value_per_delta(
     doc_start: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rxstream.operators._json.PartialJsonParser", CountingParser)
-    CountingParser.reads = 0
+    monkeypatch.setattr("rxstream.operators._json.YajlDocument", CountingDocument)
+    CountingDocument.reads = 0
     parts = [doc_start, *("abcdefgh" for _ in range(5000))]
     out = pipe(text_events(parts, close=False), targets="text", every=10**9)
     assert len(of(out, JsonPartial)) == 5001
-    assert CountingParser.reads <= 2
+    assert CountingDocument.reads <= 2
     assert of(out, JsonValue)[0].value == pipe(text_events(parts, close=False), targets="text")[-1].value
 
 
@@ -449,6 +451,51 @@ def test_validation_failure_is_reported_not_raised() -> None:
     assert isinstance(out[-1], StreamEnd)
 
 
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["country", "cities"],
+    "properties": {
+        "country": {"type": "string"},
+        "cities": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/city"}},
+    },
+    "additionalProperties": False,
+    "$defs": {
+        "city": {
+            "type": "object",
+            "required": ["name", "population"],
+            "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+        }
+    },
+}
+
+
+def test_json_schema_dict_validates_the_value_and_the_partials() -> None:
+    doc = json.dumps(
+        {"country": "France", "cities": [{"name": "Paris", "population": 2}, {"name": "Lyon", "population": 1}]}
+    )
+    parts = [doc[i : i + 5] for i in range(0, len(doc), 5)]
+    out = pipe(text_events(parts), targets="text", schema=ANSWER_SCHEMA, every=1)
+    (value,) = of(out, JsonValue)
+    assert value.error is None and value.parsed == json.loads(doc)
+    partials = of(out, JsonPartial)
+    with_snapshot = [p for p in partials if p.snapshot is not None]
+    # Prefix states miss required keys and items: the relaxed schema accepts them all.
+    assert len(with_snapshot) > 5
+    assert all(p.parsed == p.snapshot for p in with_snapshot)
+
+
+def test_json_schema_dict_reports_violations_with_their_path() -> None:
+    doc = '{"country": "France", "cities": [{"name": "Paris", "population": "many"}]}'
+    out = pipe(text_events([doc[:30], doc[30:]]), targets="text", schema=ANSWER_SCHEMA, every=1)
+    (value,) = of(out, JsonValue)
+    assert value.parsed is None and value.value == json.loads(doc)
+    assert value.error is not None and "$.cities[0].population" in value.error and "'many'" in value.error
+    # The partial that already holds the wrong type fails the relaxed schema too: parsed is None.
+    last = of(out, JsonPartial)[-1]
+    assert last.snapshot is None or last.parsed is None
+    assert isinstance(out[-1], StreamEnd)
+
+
 def test_type_adapter_schema() -> None:
     out = pipe(text_events(["[1, ", '"2"]']), targets="text", schema=TypeAdapter(list[int]))
     assert of(out, JsonValue)[0].parsed == [1, 2]
@@ -481,7 +528,7 @@ def test_a_validator_that_crashes_fails_the_stream_with_json_error() -> None:
         ({"every": True}, "every"),
         ({"every": datetime.timedelta(0)}, "timedelta"),
         ({"targets": "all"}, "targets"),
-        ({"schema": {"type": "object"}}, "JSON-schema dict"),
+        ({"schema": {"type": "objekt"}}, "valid JSON Schema"),
         ({"schema": int}, "BaseModel"),
         ({"partial": 1}, "bool"),
     ],
@@ -500,9 +547,10 @@ def test_core_flush_reports_open_targets() -> None:
     out = core.feed(delta("[1"))
     assert len(out) == 2
     flushed = core.flush()
-    assert [type(e) for e in flushed] == [JsonPartial, JsonValue]  # the number 1 ends, then truncation
-    assert isinstance(flushed[0], JsonPartial) and flushed[0].completed_paths == [[0]] and flushed[0].op is None
-    assert isinstance(flushed[1], JsonValue) and flushed[1].truncated and flushed[1].value == [1]
+    # Cut inside the array: the number 1 could have gone on, so nothing became final; the
+    # truncated value keeps it.
+    assert [type(e) for e in flushed] == [JsonValue]
+    assert isinstance(flushed[0], JsonValue) and flushed[0].truncated and flushed[0].value == [1]
     assert core.failure is None
 
 

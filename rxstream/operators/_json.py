@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union, cast, get_args, get_origin
 
 import reactivex
@@ -29,7 +29,8 @@ from rxstream._events import (
     event_builder,
     make_event,
 )
-from rxstream.operators._json_partial import Change, JsonPath, PartialJsonParser
+from rxstream.operators._json_schema import SchemaViolation, compile_json_schema
+from rxstream.operators._json_stream import Report, YajlDocument
 from rxstream.operators._lift import lift
 
 __all__ = ["JsonAssembler", "JsonTargetsCore", "parse_json", "partial_model"]
@@ -37,6 +38,7 @@ __all__ = ["JsonAssembler", "JsonTargetsCore", "parse_json", "partial_model"]
 _TEXT = -1  # the target key of an output's text (tool calls use their call_index)
 _JSON_TYPES = frozenset(("json_schema", "json_object"))
 _Clock = Callable[[], datetime.datetime]
+_Validators = tuple[Callable[[Any], Any], Callable[[Any], Any]]  # a compiled JSON Schema
 
 
 _PARTIAL = event_builder(JsonPartial)
@@ -48,25 +50,6 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in cast(list[Any], value)]
     return value
-
-
-def _spine_copy(value: Any, path: JsonPath) -> Any:
-    """Copy the containers along ``path`` and share everything else.
-
-    The parser only ever changes its value along the path of its latest change (every other
-    child of an open container is already closed), so sharing the rest is safe and costs the
-    width of the containers on the path instead of the size of the value.
-    """
-    if isinstance(value, dict):
-        copied: Any = dict(cast(dict[str, Any], value))
-    elif isinstance(value, list):
-        copied = list(cast(list[Any], value))
-    else:
-        return value
-    if path:
-        key = path[0]
-        copied[key] = _spine_copy(copied[key], path[1:])
-    return copied
 
 
 def _last_spine_copy(value: Any) -> Any:
@@ -85,19 +68,10 @@ def _last_spine_copy(value: Any) -> Any:
     return value
 
 
-def _at(value: Any, path: JsonPath) -> Any:
+def _at(value: Any, path: tuple[str | int, ...]) -> Any:
     for key in path:
         value = value[key]
     return value
-
-
-def _common_prefix(a: JsonPath, b: JsonPath) -> JsonPath:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
 
 
 # -- the derived all-optional model for partial values ----------------------------------------
@@ -191,38 +165,26 @@ def _json_requested(start: StreamStart) -> bool:
 class _Target:
     """One JSON document being parsed: an output's text or one tool call's arguments."""
 
-    __slots__ = (
-        "fed",
-        "last_snapshot",
-        "model",
-        "next_mark",
-        "parser",
-        "root_index",
-        "root_live",
-        "root_pieces",
-        "stopped",
-    )
+    __slots__ = ("doc", "fed", "last_snapshot", "model", "next_mark", "stopped")
 
     def __init__(self, model: JsonTarget, every: int, now: datetime.datetime | None) -> None:
         self.model = model
-        self.parser = PartialJsonParser()
+        self.doc = YajlDocument()
         self.fed = 0  # bytes fed so far
         self.next_mark = every  # bytes at which the next snapshot is due
         self.last_snapshot = now  # when the last snapshot was taken (time cadence)
-        self.root_index = -1  # top_level_index of the value still open after the last feed
-        self.root_live: Any = None  # that value when it is a container (the parser's own object)
-        self.root_pieces: list[Any] | None = None  # else its string pieces or its number
         self.stopped = False  # invalid JSON or finished: ignore what follows
 
 
 class JsonTargetsCore:
-    """The pure core of ``parse_json()``: one :class:`PartialJsonParser` per target.
+    """The pure core of ``parse_json()``: one JSON document per target.
 
     Events pass through unchanged; the ``json.partial`` / ``json.value`` events a delta causes
     follow it (before ``stream.end``, which stays last), with its ``stream_id``, ``seq`` and ``at``.
 
     Args:
-        schema: a pydantic model class or a ``TypeAdapter`` to validate complete values, or None.
+        schema: a pydantic model class or a ``TypeAdapter`` to validate complete values, or a
+            pair of validators ``(validate, validate_partial)`` (a compiled JSON schema), or None.
         targets: ``"auto"`` (text when the request asked for JSON, plus tool calls), ``"text"``
             (text and tool calls) or ``"tools"`` (tool calls only).
         partial: emit ``json.partial`` events (else only ``json.value``).
@@ -236,7 +198,7 @@ class JsonTargetsCore:
     def __init__(
         self,
         *,
-        schema: type[BaseModel] | TypeAdapter[Any] | None = None,
+        schema: type[BaseModel] | TypeAdapter[Any] | _Validators | None = None,
         targets: Literal["auto", "text", "tools"] = "auto",
         partial: bool = True,
         every: int = 256,
@@ -247,6 +209,8 @@ class JsonTargetsCore:
         self._validate_partial: Callable[[Any], Any] | None = None
         if isinstance(schema, TypeAdapter):
             self._validate = schema.validate_python
+        elif isinstance(schema, tuple):
+            self._validate, self._validate_partial = schema
         elif schema is not None:
             self._validate = schema.model_validate
             self._validate_partial = partial_model(schema).model_validate
@@ -262,20 +226,27 @@ class JsonTargetsCore:
     def feed(self, event: Event) -> list[Event]:
         """Pass ``event`` on, followed by the JSON events it caused."""
         self._latest = event
-        if isinstance(event, TextDelta):
-            if not self._text:
-                return [event]
-            out: list[Event] = [event]
-            self._feed(self._target(event.output, _TEXT), event.text, event, out)
-            return out
         if isinstance(event, ToolCallDelta):
+            target = self._targets.get((event.output, event.call_index))
+            if target is None:
+                target = self._target(event.output, event.call_index)
+            out: list[Event] = [event]
+            if not target.stopped:
+                self._feed(target, event.arguments_delta, event, out)
+            return out
+        if isinstance(event, TextDelta):
             out = [event]
-            self._feed(self._target(event.output, event.call_index), event.arguments_delta, event, out)
+            if self._text:
+                target = self._targets.get((event.output, _TEXT))
+                if target is None:
+                    target = self._target(event.output, _TEXT)
+                if not target.stopped:
+                    self._feed(target, event.text, event, out)
             return out
         if isinstance(event, ToolCallDone):
             out = [event]
             target = self._target(event.output, event.call_index)
-            if target.fed == 0 and event.arguments:
+            if target.fed == 0 and event.arguments and not target.stopped:
                 # The arguments came only with the done event: nothing was streamed.
                 self._feed(target, event.arguments, event, out)
             self._end(target, event, "truncated: the stream ended inside the JSON value (tool call done)", out)
@@ -328,33 +299,43 @@ class JsonTargetsCore:
         return out
 
     def _feed(self, target: _Target, text: str, cause: EventBase, out: list[Event]) -> None:
-        if target.stopped or not text:
+        if not text:
             return
         target.fed += len(text) if text.isascii() else len(text.encode())
         try:
-            changes = target.parser.feed(text)
+            reports = target.doc.feed(text)
         except JsonError as exc:
             self._invalid(target, exc, cause, out)
             return
-        if changes:
-            self._report(target, changes, cause, out)
+        if reports is None:
+            return
+        report = reports[0]
+        if len(reports) == 1 and self._partial and not report.complete and target.fed < target.next_mark and self._every_time is None:
+            # The usual delta: one change, no snapshot due.
+            out.append(
+                _PARTIAL(
+                    cause.stream_id, cause.seq, cause.at, {}, target.model,
+                    report.value, report.path, report.op, report.completed, None, None,
+                )
+            )
+            return
+        self._emit(target, reports, cause, out)
 
     def _end(self, target: _Target, cause: EventBase, message: str, out: list[Event]) -> None:
         if target.stopped:
             return
         target.stopped = True
-        parser = target.parser
+        doc = target.doc
         try:
-            changes = parser.finish()
+            reports = doc.finish()
         except JsonError as exc:
             self._invalid(target, exc, cause, out)
             return
-        if changes:
-            self._report(target, changes, cause, out)
-        if parser.truncated:
-            value = parser.snapshot()
-            out.append(self._value(target, cause, value, truncated=message))
-        elif parser.value_count == 0 and target.model.kind == "tool_call":
+        if reports is not None:
+            self._emit(target, reports, cause, out)
+        if doc.truncated:
+            out.append(self._value(target, cause, _copy(doc.value), truncated=message))
+        elif doc.value_count == 0 and target.model.kind == "tool_call":
             # A call with no argument text takes no arguments: its value is the empty object.
             out.append(self._value(target, cause, {}))
 
@@ -371,107 +352,36 @@ class JsonTargetsCore:
             )
         )
 
-    def _report(self, target: _Target, changes: list[Change], cause: EventBase, out: list[Event]) -> None:
-        parser = target.parser
-        if changes[-1].top_level_index == changes[0].top_level_index:
-            groups = [changes]
-        else:
-            # Several top-level values in one delta (rare): one report per value, in order.
-            groups: list[list[Change]] = []
-            for change in changes:
-                if groups and groups[-1][0].top_level_index == change.top_level_index:
-                    groups[-1].append(change)
-                else:
-                    groups.append([change])
-        last = len(groups) - 1
-        for n, group in enumerate(groups):
-            if n == last:
-                # The parser's live value, asked for only when needed: materialising a string
-                # still streaming costs its length, so doing it per delta would be quadratic.
-                self._report_group(target, group, lambda: parser.value, cause, out)
-            else:
-                # A value that ended in this delta, before the parser moved on to the next one.
-                self._report_group(target, group, _const(self._finished_root(target, group)), cause, out)
-        self._track(target, groups[last])
-
-    def _finished_root(self, target: _Target, group: list[Change]) -> Any:
-        if group[0].top_level_index != target.root_index:
-            return _rebuild(None, group)  # begun and ended within this delta: small
-        if target.root_pieces is None:
-            return target.root_live  # a container the parser built in place
-        return _rebuild(_join(target.root_pieces), group)
-
-    @staticmethod
-    def _track(target: _Target, group: list[Change]) -> None:
-        """Keep a handle on the top-level value still open after this delta, in O(changes)."""
-        first = group[0]
-        if first.top_level_index != target.root_index:
-            # A value's first change sets it at the top level.
-            target.root_index = first.top_level_index
-            if isinstance(first.value, dict | list):
-                target.root_live = target.parser.value
-                target.root_pieces = None
-                return
-            target.root_live = None
-            target.root_pieces = []
-        pieces = target.root_pieces
-        if pieces is None:
-            return
-        for change in group:
-            if change.op == "set":
-                pieces.clear()
-                pieces.append(change.value)
-            elif change.op == "append":
-                pieces.append(change.value)
-
-    def _report_group(
-        self, target: _Target, group: list[Change], root: Callable[[], Any], cause: EventBase, out: list[Event]
-    ) -> None:
-        complete = False
-        completed: list[list[str | int]] = []
-        for change in group:
-            if change.completed:
-                for path in change.completed:
-                    completed.append(list(path))
-                    if not path:
-                        complete = True
-        if self._partial:
-            out.append(self._partial_event(target, group, root, completed, cause, complete))
-        if complete:
-            out.append(self._value(target, cause, root()))
-
-    def _partial_event(
-        self,
-        target: _Target,
-        group: list[Change],
-        root: Callable[[], Any],
-        completed: list[list[str | int]],
-        cause: EventBase,
-        complete: bool,
-    ) -> Event:
-        path, op, value = _merge(group, root)
-        snapshot: Any = None
-        parsed: Any = None
-        if not complete and self._snapshot_due(target):
-            snapshot = _spine_copy(root(), group[-1].path)
-            if self._validate_partial is not None:
-                try:
-                    parsed = self._validate_partial(snapshot)
-                except ValidationError:
-                    parsed = None
-        return _PARTIAL(
-            cause.stream_id,
-            cause.seq,
-            cause.at,
-            {},
-            target=target.model,
-            value=value,
-            path=None if path is None else list(path),
-            op=op,
-            completed_paths=completed,
-            snapshot=snapshot,
-            parsed=parsed,
-        )
+    def _emit(self, target: _Target, reports: list[Report], cause: EventBase, out: list[Event]) -> None:
+        last = reports[-1]
+        for report in reports:
+            if self._partial:
+                snapshot: Any = None
+                parsed: Any = None
+                if report is last and not report.complete and self._snapshot_due(target):
+                    snapshot = target.doc.snapshot()
+                    if self._validate_partial is not None:
+                        try:
+                            parsed = self._validate_partial(snapshot)
+                        except (ValidationError, SchemaViolation):
+                            parsed = None
+                out.append(
+                    _PARTIAL(
+                        cause.stream_id,
+                        cause.seq,
+                        cause.at,
+                        {},
+                        target.model,
+                        report.value,
+                        report.path,
+                        report.op,
+                        report.completed,
+                        snapshot,
+                        parsed,
+                    )
+                )
+            if report.complete:
+                out.append(self._value(target, cause, report.final))
 
     def _snapshot_due(self, target: _Target) -> bool:
         every_time = self._every_time
@@ -493,7 +403,7 @@ class JsonTargetsCore:
         if truncated is None and self._validate is not None:
             try:
                 parsed = self._validate(value)
-            except ValidationError as exc:
+            except (ValidationError, SchemaViolation) as exc:
                 error = str(exc)
         return make_event(
             JsonValue,
@@ -506,62 +416,6 @@ class JsonTargetsCore:
             error=error,
             truncated=truncated is not None,
         )
-
-
-def _rebuild(value: Any, changes: list[Change]) -> Any:
-    """Apply changes to a value: only for the few changes of one delta."""
-    for change in changes:
-        op = change.op
-        if op == "done":
-            continue
-        new = _copy(change.value)  # a container's placeholder is empty: never share it
-        if not change.path:
-            value = new if op == "set" else value + new
-            continue
-        parent = _at(value, change.path[:-1])
-        key = change.path[-1]
-        if op == "append":
-            parent[key] += new
-        elif isinstance(key, int) and key == len(parent):
-            parent.append(new)
-        else:
-            parent[key] = new
-    return value
-
-
-def _const(value: Any) -> Callable[[], Any]:
-    return lambda: value
-
-
-def _join(pieces: list[Any]) -> Any:
-    if len(pieces) == 1:
-        return pieces[0]
-    return "".join(pieces)
-
-
-def _merge(group: list[Change], root: Callable[[], Any]) -> tuple[JsonPath | None, Literal["set", "append"] | None, Any]:
-    """One change equivalent to all of ``group``'s: itself when alone, else pieces of one string
-    joined, else a ``set`` of a copy of the deepest value containing every change."""
-    if len(group) == 1:
-        c = group[0]
-        if c.op == "done":
-            return None, None, None
-        return c.path, c.op, _copy(c.value)
-    changes = [c for c in group if c.op != "done"]
-    if not changes:
-        return None, None, None
-    if len(changes) == 1:
-        c = changes[0]
-        op = cast(Literal["set", "append"], c.op)
-        return c.path, op, _copy(c.value)
-    path = changes[0].path
-    if all(c.path == path for c in changes) and not isinstance(changes[0].value, dict | list):
-        if all(c.op == "append" for c in changes):
-            return path, "append", "".join(c.value for c in changes)
-        return path, "set", _at(root(), path)
-    for c in changes[1:]:
-        path = _common_prefix(path, c.path)
-    return path, "set", _spine_copy(_at(root(), path), changes[-1].path[len(path) :])
 
 
 # -- the consumer helper -----------------------------------------------------------------------
@@ -621,20 +475,16 @@ class JsonAssembler:
 # -- the operator --------------------------------------------------------------------------------
 
 
-def _schema_arg(schema: object) -> type[BaseModel] | TypeAdapter[Any] | None:
+def _schema_arg(schema: object) -> type[BaseModel] | TypeAdapter[Any] | _Validators | None:
     if schema is None or isinstance(schema, TypeAdapter):
         return cast(TypeAdapter[Any] | None, schema)
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return schema
-    if isinstance(schema, dict):
-        raise ValueError(
-            "parse_json(schema=...) expected a pydantic BaseModel subclass or a TypeAdapter, got a "
-            "JSON-schema dict: validating JSON schema needs a library rxstream does not depend on; "
-            "build a pydantic model (or TypeAdapter) for it instead"
-        )
+    if isinstance(schema, Mapping):
+        return compile_json_schema(cast(Mapping[str, Any], schema))  # ValueError when invalid
     raise ValueError(
-        f"parse_json(schema=...) expected a pydantic BaseModel subclass, a TypeAdapter or None, "
-        f"got {schema!r}"
+        f"parse_json(schema=...) expected a pydantic BaseModel subclass, a TypeAdapter, a JSON "
+        f"Schema dict or None, got {schema!r}"
     )
 
 
@@ -646,7 +496,7 @@ def _wrap(exc: Exception) -> Exception:
 
 def parse_json(
     *,
-    schema: type[BaseModel] | TypeAdapter[Any] | None = None,
+    schema: type[BaseModel] | TypeAdapter[Any] | Mapping[str, Any] | None = None,
     targets: Literal["auto", "text", "tools"] = "auto",
     partial: bool = True,
     every: int | datetime.timedelta = 256,
@@ -662,7 +512,9 @@ def parse_json(
       ``completed_paths`` lists the paths that became final; ``snapshot`` (a copy of the value so
       far) rides on it at most every ``every`` bytes of the target, or every ``every`` of time on
       the scheduler's clock (on the first ``json.partial`` after the interval); with a model
-      schema, ``parsed`` validates the snapshot against :func:`partial_model` (None if it fails).
+      schema, ``parsed`` validates the snapshot against :func:`partial_model`, with a JSON
+      Schema dict against the schema with every ``required``/minimum count relaxed at every
+      depth (None if it fails).
     - ``json.value``: each complete top-level value, ``parsed`` by the schema (``error`` holds the
       validation message when that fails). A target still inside a value at its ``finish``,
       ``tool_call.done`` or the end of the stream gets a ``json.value`` with the value so far,
@@ -685,7 +537,9 @@ def parse_json(
     their json.partial, ``v`` the json.value ``{"x": 1}``, ``f`` finish, ``e`` stream.end.)
 
     Args:
-        schema: validates complete values: a pydantic model class or a ``TypeAdapter``.
+        schema: validates complete values: a pydantic model class, a ``TypeAdapter``, or a JSON
+            Schema dict (any draft jsonschema knows, by ``$schema``; 2020-12 by default;
+            ``format`` is an annotation only). With a dict, ``parsed`` is the value itself.
         targets: which documents to parse (see above).
         partial: emit ``json.partial`` events.
         every: snapshot cadence: bytes of a target (an int > 0) or a positive ``timedelta``.
@@ -699,9 +553,8 @@ def parse_json(
         stream with :class:`JsonError` (cause attached). Upstream errors pass unchanged.
 
     Raises:
-        ValueError: at call time, for a schema that is not a model class or ``TypeAdapter``
-            (JSON-schema dicts are not supported), an unknown ``targets``, or ``every`` not
-            positive.
+        ValueError: at call time, for a schema that is not a model class, ``TypeAdapter`` or
+            valid JSON Schema, an unknown ``targets``, or ``every`` not positive.
     """
     checked = _schema_arg(schema)
     if targets not in ("auto", "text", "tools"):
@@ -713,7 +566,7 @@ def parse_json(
             raise ValueError(f"parse_json(every=...) expected a positive timedelta, got {every!r}")
     elif isinstance(every, bool) or not isinstance(every, int) or every <= 0:  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ValueError(f"parse_json(every=...) expected a number of bytes > 0 or a timedelta, got {every!r}")
-    if checked is not None and not isinstance(checked, TypeAdapter):
+    if isinstance(checked, type):
         partial_model(checked)  # build (and cache) it now: a model it cannot derive fails here
 
     if isinstance(every, int):

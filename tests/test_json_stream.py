@@ -1,0 +1,186 @@
+"""The documents behind parse_json(): the yajl fast path against the pure-Python parser, and the hand-over."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rxstream._errors import JsonError
+from rxstream.operators._json_stream import PythonDocument, Report, YajlDocument
+from tests.test_json_partial import SMALL_DOCS
+
+Document = YajlDocument | PythonDocument
+
+
+def run(doc: Document, fragments: list[str]) -> list[Any]:
+    """Everything a document says for these fragments, its error included."""
+    out: list[Any] = []
+    try:
+        out.extend(doc.feed(fragment) for fragment in fragments)
+        out.append(doc.finish())
+        out.append((doc.truncated, doc.value, doc.value_count))
+    except JsonError as exc:
+        out.append(("error", str(exc)))
+    return out
+
+
+def apply(value: Any, report: Report) -> Any:
+    if report.op is None or report.path is None:
+        return value
+    new = json.loads(json.dumps(report.value))  # never share the report's objects
+    if not report.path:
+        return new if report.op == "set" else value + new
+    parent = value
+    for key in report.path[:-1]:
+        parent = parent[key]
+    key = report.path[-1]
+    if report.op == "append":
+        parent[key] += new
+    elif isinstance(key, int) and key == len(parent):
+        parent.append(new)
+    else:
+        parent[key] = new
+    return value
+
+
+def splits(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    bounds = [0, *points, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.sampled_from('ab "\\\n\t\u00e9\u20ac\U0001f600/\x01\u2028'), max_size=12),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(alphabet='kx"\\\u00e9', max_size=3), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.booleans(), st.lists(st.integers(0, 10**6), max_size=12))
+def test_fast_path_says_exactly_what_the_python_parser_says(value: Any, ascii_only: bool, cuts: list[int]) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    fragments = splits(text, cuts)
+    fast = run(YajlDocument(), fragments)
+    assert fast == run(PythonDocument(), fragments)
+    assert fast[-1] == (False, value, 1)
+
+
+@pytest.mark.parametrize("text", SMALL_DOCS)
+def test_small_documents_every_split_point(text: str) -> None:
+    for i in range(len(text) + 1):
+        fragments = [p for p in (text[:i], text[i:]) if p]
+        assert run(YajlDocument(), fragments) == run(PythonDocument(), fragments)
+    chars = list(text)
+    assert run(YajlDocument(), chars) == run(PythonDocument(), chars)
+
+
+@pytest.mark.parametrize("size", [1, 3, 10])
+def test_rebuilt_value_follows_the_text_and_completes_every_path_once(size: int) -> None:
+    text = json.dumps({"items": [{"id": i, "name": f"n\u00e9 {i}", "ok": i % 2 == 0, "t": [i, None]} for i in range(8)]})
+    doc = YajlDocument()
+    value: Any = None
+    completed: list[list[str | int]] = []
+    finals: list[Any] = []
+    for i in range(0, len(text), size):
+        for report in doc.feed(text[i : i + size]) or []:
+            value = apply(value, report)
+            completed += report.completed
+            if report.complete:
+                finals.append(report.final)
+        reference = PythonDocument()
+        reference.feed(text[: i + size])
+        assert value == reference.value
+    assert doc.finish() is None and not doc.truncated
+    assert finals == [json.loads(text)] and value == finals[0]
+    as_tuples = [tuple(p) for p in completed]
+    assert len(as_tuples) == len(set(as_tuples))
+    assert () in as_tuples and ("items", 7, "t", 1) in as_tuples
+
+
+@pytest.mark.parametrize(
+    ("fragments", "expected"),
+    [
+        # yajl overflows beyond 64-bit integers: the Python parser takes over and reads them.
+        (["[1, 12345678901234567890123", "4, 2]"], [1, 123456789012345678901234, 2]),
+        (["{\"n\": -99999999999999999999}"], {"n": -99999999999999999999}),
+        # yajl turns lone surrogates into '?': json.loads keeps them.
+        (['["\\ud83d", "x"]'], ["\ud83d", "x"]),
+        (['"\\ud8', '3d\\ude00 and \\udc00"'], "\U0001f600 and \udc00"),
+        (['["a", "\\', 'ud83d\\', 'ude00"]'], ["a", "\U0001f600"]),
+    ],
+)
+def test_hand_over_keeps_the_value_exact(fragments: list[str], expected: Any) -> None:
+    doc = YajlDocument()
+    value: Any = None
+    for fragment in fragments:
+        for report in doc.feed(fragment) or []:
+            value = apply(value, report)
+    doc.finish()
+    assert value == expected and doc.value == expected and not doc.truncated
+    assert run(YajlDocument(), fragments) == run(PythonDocument(), fragments)
+
+
+@pytest.mark.parametrize(
+    ("fragments", "message"),
+    [
+        (['{"a": 1 "b": 2}'], "position 8: expected ',' or '}'"),
+        (['{"a": 1', ' "b', '": 2}'], "position 8: expected ',' or '}'"),
+        (["[1, 2", "3 4]"], "position 7: expected ',' or ']'"),
+        (['[1, "x" "y"]'], "position 8: expected ',' or ']'"),
+        (['{"a": [1,]}'], "position 9"),
+        (['{"a": tru', "x}"], "position 6: expected 'true'"),
+    ],
+)
+def test_invalid_json_raises_the_python_parsers_error(fragments: list[str], message: str) -> None:
+    fast = run(YajlDocument(), fragments)
+    assert fast[-1][0] == "error" and message in fast[-1][1]
+    assert fast[-1] == run(PythonDocument(), fragments)[-1]
+
+
+def test_a_string_out_of_place_is_not_reported_before_the_error() -> None:
+    # yajl finds '"b' misplaced only once the string ends; the lexer must not report it.
+    doc = YajlDocument()
+    assert doc.feed("[1 ") == [Report([], "set", [1], [[0]], 0, False, None)]
+    with pytest.raises(JsonError, match="position 3"):
+        doc.feed('"b')
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": "x', '{"a": 1', "[1, tr", '{"a', '"abc', '{"a": 1, "b": [', "-", "[-"]
+)
+def test_truncation_is_reported_like_the_python_parser(text: str) -> None:
+    fast = run(YajlDocument(), [text])
+    assert fast == run(PythonDocument(), [text])
+    assert fast[-1][0] is True  # truncated
+
+
+def test_a_long_string_is_appended_without_rereading_it() -> None:
+    doc = YajlDocument()
+    first = doc.feed('{"code": "')
+    assert first == [Report([], "set", {"code": ""}, [], 0, False, None)]
+    for _ in range(1000):
+        assert doc.feed("0123456789") == [Report(["code"], "append", "0123456789", [], 0, False, None)]
+    (last,) = doc.feed('!"}') or []
+    assert last.op == "append" and last.value == "!" and last.complete
+    assert last.final == {"code": "0123456789" * 1000 + "!"}
+
+
+def test_top_level_values_in_one_fragment_get_one_report_each() -> None:
+    reports = YajlDocument().feed('{"a": 1} [2] "x" 3 ') or []
+    assert [(r.top_level_index, r.complete, r.final) for r in reports] == [
+        (0, True, {"a": 1}),
+        (1, True, [2]),
+        (2, True, "x"),
+        (3, True, 3),
+    ]
