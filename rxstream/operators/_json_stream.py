@@ -239,8 +239,9 @@ class YajlDocument:
         if not text:
             return None
         self._text.append(text)
+        backslash = "\\" in text
         carry = self._surrogate_carry
-        if "\\" in text or carry:
+        if backslash or carry:
             probe = carry + text if carry else text
             if _SURROGATE.search(probe) is not None:
                 return self._hand_over(text)
@@ -250,8 +251,10 @@ class YajlDocument:
             self._coro.send(text.encode())
         except (_IjsonError, UnicodeEncodeError):
             return self._hand_over(text)
+        in_string = self._in_string
+        quotes = text.count('"')
         path = self._s_path
-        if path is not None and '"' not in text and "\\" not in text and not self._escape:
+        if path is not None and not quotes and not backslash and not self._escape:
             # The usual fragment of a long string: all of it is the string's next piece.
             self._s_parts.append(text)
             self._s_emitted += len(text)
@@ -259,30 +262,41 @@ class YajlDocument:
             self._last_path = path
             return [_new_report(Report, (path, "append", text, [], self._index, False, None))]
         # -- the lexer: is the fragment's end inside a string, and since where?
-        n = len(text)
-        in_string = self._in_string
-        i = 1 if self._skip else 0
         opened = -1  # where the text of a string opened in this fragment (still open) starts
         after = 0  # where the text after the last closing quote starts
-        while True:
-            if in_string:
-                m = _STRING_REST.match(text, i)
-                if m is None:
-                    break
-                i = after = m.end()
-                in_string = False
-                opened = -1
-            else:
-                j = text.find('"', i)
-                if j < 0:
-                    break
-                i = opened = j + 1
-                in_string = True
-        skip = False
-        if in_string and text[-1] == "\\":
-            start = opened if opened >= 0 else (1 if self._skip else 0)
-            run = n - len(text.rstrip("\\"))
-            skip = min(run, n - start) % 2 == 1
+        if not backslash and not self._skip:
+            # No escapes: every quote toggles.
+            if quotes:
+                last = text.rfind('"') + 1
+                if quotes & 1:
+                    in_string = not in_string
+                if in_string:
+                    opened = last
+                else:
+                    after = last
+            skip = False
+        else:
+            n = len(text)
+            i = 1 if self._skip else 0
+            while True:
+                if in_string:
+                    m = _STRING_REST.match(text, i)
+                    if m is None:
+                        break
+                    i = after = m.end()
+                    in_string = False
+                    opened = -1
+                else:
+                    j = text.find('"', i)
+                    if j < 0:
+                        break
+                    i = opened = j + 1
+                    in_string = True
+            skip = False
+            if in_string and text[-1] == "\\":
+                start = opened if opened >= 0 else (1 if self._skip else 0)
+                run = n - len(text.rstrip("\\"))
+                skip = min(run, n - start) % 2 == 1
         self._in_string = in_string
         self._skip = skip
 
@@ -320,7 +334,7 @@ class YajlDocument:
         else:
             if self._n_open:
                 self._n_text += text
-            else:
+            elif text[-1] in _NUMBER_CHARS:
                 m = _NUMBER_TAIL.search(text, after)
                 if m is not None:
                     if not self._may_start(text, m.start(), "number") or _LEADING_ZERO.match(m.group()):
@@ -492,8 +506,9 @@ class YajlDocument:
             before = before.rstrip(" \t\n\r")
         if not before:
             # The token opens this fragment: look back through the earlier ones.
-            for earlier in reversed(self._text[:-1]):
-                before = earlier.rstrip(" \t\n\r") if stack else earlier
+            history = self._text
+            for k in range(len(history) - 2, -1, -1):
+                before = history[k].rstrip(" \t\n\r") if stack else history[k]
                 if before:
                     break
         last = before[-1:]
