@@ -8,18 +8,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import httpx
+import reactivex
 from reactivex import Observable
 from reactivex import operators as ops
 
 from rxstream._chunk import ProviderChunk
 from rxstream._consume import collect
 from rxstream._errors import RxStreamError
-from rxstream._events import EventBase, JsonPartial
+from rxstream._events import Event, EventBase, JsonPartial, Usage
 from rxstream._result import StreamResult
-from rxstream.operators import JsonAssembler, normalize, parse_json
+from rxstream.operators import JsonAssembler, aggregate_usage, normalize, parse_json
 from rxstream.sources import (
     anthropic_messages,
     gemini,
@@ -217,16 +218,21 @@ async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
 
     async with ProviderEmulator(pace="fast") as emulator, httpx.AsyncClient(timeout=60) as client:
         out.write(f"rxstream demo: a provider emulator is serving recorded streams on {emulator.base_url}\n")
-        out.write("Each scenario is a real HTTP request through sources -> normalize() -> collect().\n")
+        out.write(
+            "Each scenario is a real HTTP request through sources -> normalize() -> aggregate_usage() -> collect().\n"
+        )
         for number, scenario in enumerate(_scenarios(), 1):
             out.write(f"\n{number}. {scenario.title}\n")
             headers = {"x-rxstream-recording": scenario.recording, "x-rxstream-pace": pace}
             printer = _Printer(out, color, fields=scenario.parse_json)
             source = scenario.build(emulator.base_url, headers, client)
+            seen: list[EventBase] = []
             if scenario.parse_json:
-                stream = source.pipe(normalize(), parse_json(), ops.do_action(printer))
+                stream = source.pipe(
+                    normalize(), ops.do_action(seen.append), aggregate_usage(), parse_json(), ops.do_action(printer)
+                )
             else:
-                stream = source.pipe(normalize(), ops.do_action(printer))
+                stream = source.pipe(normalize(), ops.do_action(seen.append), aggregate_usage(), ops.do_action(printer))
             try:
                 result = await collect(stream)
             except RxStreamError as exc:
@@ -234,7 +240,7 @@ async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
                 out.write(f"  failed: {type(exc).__name__}: {exc}\n")
                 return 1
             printer.close()
-            _summary(result, printer, out)
+            _summary(result, printer, out, own=_own_count(seen))
     out.write(
         "\nThe same pipeline against a real provider (the key from the environment):\n"
         "    export OPENAI_API_KEY=sk-...\n"
@@ -245,15 +251,38 @@ async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
     return 0
 
 
-def _summary(result: StreamResult, printer: _Printer, out: TextIO) -> None:
+def _own_count(events: list[EventBase]) -> Usage | None:
+    """What aggregate_usage() estimates for these events when the provider's usage is removed."""
+    found: list[Usage] = []
+    stripped: list[Event] = [cast(Event, e) for e in events if not isinstance(e, Usage)]
+    reactivex.from_iterable(stripped).pipe(aggregate_usage()).subscribe(
+        lambda e: found.append(e) if isinstance(e, Usage) else None, lambda _: None
+    )
+    return found[-1] if found else None
+
+
+def _tokens(usage: Usage | None, own: Usage | None) -> str:
+    """The usage line: the numbers, where they came from, and rxstream's own count beside the
+    provider's (how good estimates are, shown on every scenario)."""
+    if usage is None:
+        return "not reported"
+    numbers = f"{'?' if usage.input_tokens is None else usage.input_tokens} in / {usage.output_tokens} out"
+    if usage.reasoning_tokens:
+        numbers += f" ({usage.reasoning_tokens} reasoning)"
+    if usage.source == "provider":
+        where = "from the provider"
+        if own is not None and own.output_tokens is not None:
+            where += f" (rxstream's own count: {own.output_tokens} out, {own.estimator})"
+    elif usage.source == "estimated":
+        where = f"estimated by rxstream ({usage.estimator}): the provider sent none"
+    else:
+        where = f"mixed: the provider's where it gave them, estimated ({usage.estimator}) for the rest"
+    return f"{numbers}, {where}"
+
+
+def _summary(result: StreamResult, printer: _Printer, out: TextIO, *, own: Usage | None = None) -> None:
     ttft = "-" if printer.first_token is None else f"{(printer.first_token - printer.started) * 1000:.1f} ms"
-    usage = result.usage
-    tokens = "not reported"
-    if usage is not None:
-        tokens = f"{usage.input_tokens} in / {usage.output_tokens} out"
-        if usage.reasoning_tokens:
-            tokens += f" ({usage.reasoning_tokens} reasoning)"
-        tokens += f", from the {usage.source}"
+    tokens = _tokens(result.usage, own)
     first = result.outputs[0] if result.outputs else None
     _table(
         [
@@ -327,7 +356,7 @@ def chat_main(
     printer = _Printer(stream_out, stream_out.isatty())
 
     async def main() -> StreamResult:
-        return await collect(source.pipe(normalize(), ops.do_action(printer)))
+        return await collect(source.pipe(normalize(), aggregate_usage(), ops.do_action(printer)))
 
     try:
         result = asyncio.run(main())

@@ -24,7 +24,7 @@ from rxstream import ProtocolError, ProviderError
 from rxstream._chunk import ProviderChunk, StreamOpen, Wire
 from rxstream.operators import normalize
 from rxstream.sources import from_bytes, load_recording, read_payloads
-from rxstream.testing import Fault, ProviderEmulator, ReceivedRequest
+from rxstream.testing import Fault, ProviderEmulator, ReceivedRequest, StreamOutcome
 from rxstream.testing._emulator import DEFAULT_RECORDINGS, serve_main
 from tests.conftest import GOLDEN, RECORDINGS
 from tests.helpers import accumulate, run_chunks, run_recording
@@ -817,3 +817,34 @@ def test_the_openai_sdk_retries_the_429_then_streams_the_recording() -> None:
     text, statuses = run(go())
     assert json.loads(text) == {"city": "San Francisco", "temperature": 61, "units": "f"}
     assert statuses == [429, 200]  # the SDK waited retry-after and asked again
+
+
+def test_each_streamed_request_records_how_its_body_went() -> None:
+    async def go() -> list[ReceivedRequest]:
+        async with ProviderEmulator() as emu, httpx.AsyncClient(base_url=emu.base_url) as client:
+            headers = {"x-rxstream-recording": "openai-chat-text-1"}
+            await read_raw(client, url("openai.chat"), headers=headers)  # read whole, fast pace
+            await read_raw(client, url("openai.chat"), headers={**headers, "x-rxstream-fault": "drop_after=3"})
+            await read_raw(client, url("openai.chat"), headers={**headers, "x-rxstream-fault": "error_after=2"})
+            # Paced, and the client walks away after the first piece.
+            async with client.stream(
+                "POST", url("openai.chat"), json={}, headers={**headers, "x-rxstream-pace": "20"}
+            ) as resp:
+                async for _ in resp.aiter_raw():
+                    break
+            for _ in range(300):  # the disconnect reaches the server on a later turn of the loop
+                outcome = emu.requests[-1].outcome
+                if outcome is not None and outcome.closed_by_client:
+                    break
+                await asyncio.sleep(0.01)
+            await post(client, "openai.chat", headers={"x-rxstream-fault": "status=429"})
+            return list(emu.requests)
+
+    whole, dropped, errored, walked_away, refused = run(go())
+    count = len(expected_payloads("openai-chat-text-1.sse")[1]) + 1  # the recording's [DONE] too
+    assert whole.outcome == StreamOutcome(events_sent=count, finished=True)
+    assert dropped.outcome == StreamOutcome(events_sent=3, dropped=True)
+    assert errored.outcome is not None and errored.outcome.finished and errored.outcome.events_sent == 2
+    assert walked_away.outcome is not None and walked_away.outcome.closed_by_client
+    assert not walked_away.outcome.finished and 0 < walked_away.outcome.events_sent < count
+    assert refused.outcome is None  # answered with a status: nothing streamed

@@ -1,7 +1,9 @@
 """rxstream's operators, to use beside reactivex's own: ``from rxstream import operators as rxs``."""
 
+from rxstream.operators._guard import guard
 from rxstream.operators._json import JsonAssembler, parse_json
 from rxstream.operators._json_dedupe import dedupe_json
 from rxstream.operators._normalize import normalize
+from rxstream.operators._usage import aggregate_usage
 
-__all__ = ["JsonAssembler", "dedupe_json", "normalize", "parse_json"]
+__all__ = ["JsonAssembler", "aggregate_usage", "dedupe_json", "guard", "normalize", "parse_json"]

@@ -387,9 +387,9 @@ class YajlDocument:
             # An open literal or a malformed last token: the pure-Python parser knows which.
             self._hand_over("")
             assert self._slow is not None
-            reports = self._slow.finish()
+            ended = self._slow.finish()
             self.truncated = self._slow.truncated
-            return reports
+            return ended
         events = self._events
         reports: list[Report] = []
         if events:
@@ -451,11 +451,12 @@ class YajlDocument:
                 self._s_parts = []
             elif kind == "number" and self._n_open:
                 self._n_open = False
-                path = self._n_path
-                if path is None:
+                open_path = self._n_path
+                if open_path is None:
                     path = self._attach(value)
                     changes.append((path, "set", value))
                 else:
+                    path = open_path
                     self._n_path = None
                     last = self._n_last
                     if value != last or type(value) is not type(last):
@@ -610,11 +611,11 @@ class PythonDocument:
         return self._reports(changes) if changes and not self.truncated else None
 
     def _reports(self, changes: list[Change]) -> list[Report]:
+        groups: list[list[Change]] = []
         if changes[-1].top_level_index == changes[0].top_level_index:
-            groups = [changes]
+            groups.append(changes)
         else:
             # Several top-level values in one fragment (rare): one report per value, in order.
-            groups: list[list[Change]] = []
             for change in changes:
                 if groups and groups[-1][0].top_level_index == change.top_level_index:
                     groups[-1].append(change)

@@ -23,7 +23,9 @@ class Core(Protocol[A_contra, B]):
     ``feed`` and ``flush`` return what to emit. A core that fails sets ``failure`` after
     returning the items produced before the fault (so nothing is lost); a core that raises is
     reported through ``on_error`` as well, wrapped when the exception is not an
-    :class:`RxStreamError`.
+    :class:`RxStreamError`. A core may also have ``abort(error) -> list``: called when upstream
+    fails, its items go out just before the error (``aggregate_usage()`` reports what a failed
+    stream spent).
     """
 
     @property
@@ -89,9 +91,19 @@ def lift(
 
             def on_error(exc: Exception) -> None:
                 nonlocal stopped
-                if not stopped:
-                    stopped = True
-                    observer.on_error(exc)
+                if stopped:
+                    return
+                stopped = True
+                abort: Callable[[Exception], list[B]] | None = getattr(core, "abort", None)
+                if abort is not None:
+                    try:
+                        out = abort(exc)
+                    except Exception as inner:  # noqa: BLE001 - the upstream error is the one to report
+                        exc.add_note(f"and the operator's abort() raised {type(inner).__name__}: {inner}")
+                        out = []
+                    for value in out:
+                        emit(value)
+                observer.on_error(exc)
 
             def on_completed() -> None:
                 nonlocal stopped

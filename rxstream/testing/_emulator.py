@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -228,6 +228,24 @@ def _parse_pace(value: object, *, source: str) -> Pace:
 # -- requests ----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class StreamOutcome:
+    """How the streamed body of one request went, filled in while it streams.
+
+    Attributes:
+        events_sent: recording events handed to the server so far.
+        finished: the body went out whole (an in-stream error fault included).
+        closed_by_client: the client went away (closed or cancelled the response) before the
+            body's end: what ``guard()`` and timeouts do to stop spending.
+        dropped: the emulator cut the connection itself (a ``drop`` fault, or it is stopping).
+    """
+
+    events_sent: int = 0
+    finished: bool = False
+    closed_by_client: bool = False
+    dropped: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedRequest:
     """One request the emulator received, as recorded in ``emu.requests``.
@@ -246,6 +264,7 @@ class ReceivedRequest:
         status: the HTTP status answered.
         recording: the file name of the recording streamed, if any.
         fault: the fault applied, if any.
+        outcome: for a streamed answer, how its body went (live: updated while it streams).
     """
 
     method: str
@@ -258,6 +277,7 @@ class ReceivedRequest:
     status: int
     recording: str | None = None
     fault: Fault | None = None
+    outcome: StreamOutcome | None = None
 
     @property
     def has_auth(self) -> bool:
@@ -859,10 +879,15 @@ class ProviderEmulator:
         query = _redacted(request.query_params.items(), _SECRET_QUERY)
         body: Any = None
 
-        def record(status: int, recording: str | None = None, fault: Fault | None = None) -> None:
+        def record(
+            status: int,
+            recording: str | None = None,
+            fault: Fault | None = None,
+            outcome: StreamOutcome | None = None,
+        ) -> None:
             self.requests.append(
                 ReceivedRequest(
-                    request.method, path, query, headers, body, wire, request_id, status, recording, fault
+                    request.method, path, query, headers, body, wire, request_id, status, recording, fault, outcome
                 )
             )
 
@@ -898,14 +923,15 @@ class ProviderEmulator:
             record(refusal.status)
             return _error_response(wire, refusal.status, refusal.message, request_id, extra=refusal.extra)
         self._consume(index)
-        record(200, rec.name, fault)
+        outcome = StreamOutcome()
+        record(200, rec.name, fault, outcome)
         if wire == "gemini" and request.query_params.get("alt") != "sse":
             framer, media_type = _Framer(array=True), "application/json; charset=UTF-8"
         else:
             framer = _Framer(newline="\r\n" if wire == "gemini" else "\n")
             media_type = "text/event-stream; charset=utf-8"
         return StreamingResponse(
-            self._body(rec, framer, fault, pace),
+            self._body(rec, framer, fault, pace, outcome),
             headers={_id_header(wire): request_id, "cache-control": "no-cache"},
             media_type=media_type,
         )
@@ -970,9 +996,28 @@ class ProviderEmulator:
         return stopping.is_set()
 
     async def _body(
-        self, rec: _Recording, framer: _Framer, fault: Fault | None, pace: Pace
+        self, rec: _Recording, framer: _Framer, fault: Fault | None, pace: Pace, outcome: StreamOutcome
     ) -> AsyncIterator[bytes]:
-        """The response body: the recording's events on ``pace``'s schedule, with ``fault``."""
+        """The response body, with what became of it recorded in ``outcome``."""
+        frames = self._frames(rec, framer, fault, pace, outcome)
+        try:
+            async for data in frames:
+                yield data
+            outcome.finished = True
+        except _ConnectionDrop:
+            outcome.dropped = True
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # The server stopped sending because the client went away.
+            outcome.closed_by_client = True
+            raise
+        finally:
+            await frames.aclose()
+
+    async def _frames(
+        self, rec: _Recording, framer: _Framer, fault: Fault | None, pace: Pace, outcome: StreamOutcome
+    ) -> AsyncGenerator[bytes, None]:
+        """The recording's events on ``pace``'s schedule, with ``fault``."""
         items = rec.items
         count = len(items)
         if pace == "fast" or (pace == "original" and not rec.timed):
@@ -1017,6 +1062,7 @@ class ProviderEmulator:
                 batch.append(framer.item(item.event, item.data))
                 batch_size += len(batch[-1])
                 if batch_size >= _BATCH_BYTES or i + 1 in boundaries or i + 1 == count:
+                    outcome.events_sent += len(batch)
                     yield b"".join(batch)
                     batch.clear()
                     batch_size = 0
@@ -1025,6 +1071,7 @@ class ProviderEmulator:
                 continue
             if await self._pause(start + schedule[i] - loop.time()):
                 raise _ConnectionDrop("the emulator is stopping")
+            outcome.events_sent += 1
             yield framer.item(item.event, item.data)
         end = framer.end()
         if end:
