@@ -29,6 +29,7 @@ from rxstream._events import (
     event_builder,
     make_event,
 )
+from rxstream.operators._json_partial import deep_copy
 from rxstream.operators._json_schema import SchemaViolation, compile_json_schema
 from rxstream.operators._json_stream import Report, YajlDocument
 from rxstream.operators._lift import lift
@@ -42,14 +43,6 @@ _Validators = tuple[Callable[[Any], Any], Callable[[Any], Any]]  # a compiled JS
 
 
 _PARTIAL = event_builder(JsonPartial)
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in cast(dict[str, Any], value).items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in cast(list[Any], value)]
-    return value
 
 
 def _last_spine_copy(value: Any) -> Any:
@@ -334,7 +327,7 @@ class JsonTargetsCore:
         if reports is not None:
             self._emit(target, reports, cause, out)
         if doc.truncated:
-            out.append(self._value(target, cause, _copy(doc.value), truncated=message))
+            out.append(self._value(target, cause, deep_copy(doc.value), truncated=message))
         elif doc.value_count == 0 and target.model.kind == "tool_call":
             # A call with no argument text takes no arguments: its value is the empty object.
             out.append(self._value(target, cause, {}))

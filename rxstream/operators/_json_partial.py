@@ -21,7 +21,7 @@ from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, cast
 
 from rxstream._errors import JsonError
 
-__all__ = ["Change", "JsonPath", "PartialJsonParser", "apply"]
+__all__ = ["Change", "JsonPath", "PartialJsonParser", "apply", "deep_copy"]
 
 JsonPath = tuple[str | int, ...]
 """Where a value sits: object keys and array indices from the top-level value down."""
@@ -104,11 +104,12 @@ def _to_number(text: str) -> int | float:
     return int(text)
 
 
-def _copy(value: Any) -> Any:
+def deep_copy(value: Any) -> Any:
+    """A copy of a JSON value sharing no container with it."""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in cast(dict[str, Any], value).items()}
+        return {k: deep_copy(v) for k, v in cast(dict[str, Any], value).items()}
     if isinstance(value, list):
-        return [_copy(v) for v in cast(list[Any], value)]
+        return [deep_copy(v) for v in cast(list[Any], value)]
     return value
 
 
@@ -186,7 +187,7 @@ class PartialJsonParser:
     def snapshot(self) -> Any:
         """Return a deep copy of :attr:`value` (cost proportional to its size)."""
         self._materialize()
-        return _copy(self._root)
+        return deep_copy(self._root)
 
     def feed(self, text: str) -> list[Change]:
         """Consume the next fragment and return the changes it caused, in order.

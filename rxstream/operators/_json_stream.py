@@ -27,7 +27,7 @@ import ijson  # pyright: ignore[reportMissingTypeStubs]
 from ijson.common import JSONError as _IjsonError  # pyright: ignore[reportMissingTypeStubs]
 from ijson.utils import sendable_list  # pyright: ignore[reportMissingTypeStubs]
 
-from rxstream.operators._json_partial import Change, PartialJsonParser
+from rxstream.operators._json_partial import Change, PartialJsonParser, apply, deep_copy
 
 __all__ = ["PythonDocument", "Report", "YajlDocument", "spine_copy"]
 
@@ -679,7 +679,7 @@ class PythonDocument:
             return None, None, None
         if len(changes) == 1:
             c = changes[0]
-            return list(c.path), c.op, _copy(c.value)
+            return list(c.path), c.op, deep_copy(c.value)
         path = changes[0].path
         if all(c.path == path for c in changes) and not isinstance(changes[0].value, dict | list):
             if all(c.op == "append" for c in changes):
@@ -688,32 +688,10 @@ class PythonDocument:
         return _merge(root, [(list(c.path), c.op, c.value) for c in changes])
 
 
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in cast(dict[str, Any], value).items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in cast(list[Any], value)]
-    return value
-
-
 def _rebuild(value: Any, changes: list[Change]) -> Any:
     """Apply changes to a value: only for the few changes of one fragment."""
     for change in changes:
-        op = change.op
-        if op == "done":
-            continue
-        new = _copy(change.value)  # a container's placeholder is empty: never share it
-        if not change.path:
-            value = new if op == "set" else value + new
-            continue
-        parent = _at(value, list(change.path[:-1]))
-        key = change.path[-1]
-        if op == "append":
-            parent[key] += new
-        elif isinstance(key, int) and key == len(parent):
-            parent.append(new)
-        else:
-            parent[key] = new
+        value = apply(value, change)
     return value
 
 
