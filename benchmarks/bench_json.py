@@ -30,6 +30,7 @@ SIZES = ((5_000, 500), (20_000, 2_000), (80_000, 8_000))
 
 
 def document(size: int) -> str:
+    """Records: a list of small objects, dense with short keys, numbers and strings (the hard case)."""
     items: list[dict[str, Any]] = []
     doc: dict[str, Any] = {"query": "find the cheapest \"blue\" widgets\nin stock", "items": items}
     i = 0
@@ -46,6 +47,20 @@ def document(size: int) -> str:
         )
         i += 1
     return json.dumps(doc)
+
+
+def code_document(size: int) -> str:
+    """The other common shape of tool arguments: a file to write, one long string with escapes."""
+    lines: list[str] = []
+    i = 0
+    while sum(len(line) + 1 for line in lines) < size - 60:
+        lines.append(f'    if item["price"] > {i}:\t# check "{i}" \u00e9')
+        lines.append(f"        total += item['price'] * {i % 7}")
+        i += 1
+    return json.dumps({"path": "src/pricing.py", "content": "\n".join(lines)}, ensure_ascii=False)
+
+
+SHAPES: dict[str, Callable[[int], str]] = {"records": document, "code": code_document}
 
 
 def chunks(text: str, fragments: int) -> list[ProviderChunk]:
@@ -114,9 +129,16 @@ def sdk_reparse(text: str, fragments: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args(argv)
+    for shape, make in SHAPES.items():
+        print(f"\n{shape}: {make.__doc__.splitlines()[0] if make.__doc__ else shape}")
+        measure(make, args.repeat)
+    return 0
+
+
+def measure(make: Callable[[int], str], repeat: int) -> None:
     print(
         f"{'size':>7} {'frags':>6} {'normalize':>10} {'+parse_json':>12} {'added':>9} "
         f"{'json.loads':>11} {'added/loads':>12} {'SDK re-parse':>13} {'SDK/loads':>10}"
@@ -124,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     previous: float | None = None
     growth: list[float] = []
     for size, fragments in SIZES:
-        text = document(size)
+        text = make(size)
         items = chunks(text, fragments)
         json_events = run_pipe(items, True)
         assert json_events > run_pipe(items, False), "parse_json must add json events"
@@ -132,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         bases: list[float] = []
         fulls: list[float] = []
         ratios: list[float] = []
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             base_t = timed(lambda i=items: run_pipe(i, False), 1)
             full_t = timed(lambda i=items: run_pipe(i, True), 1)
             loads_t = timed(lambda t=text: [json.loads(t) for _ in range(10)], 1) / 10
@@ -143,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         full = statistics.median(fulls)
         ratio = statistics.median(ratios)
         loads = statistics.median(timed(lambda t=text: json.loads(t), 1) for _ in range(21))
-        sdk = timed(lambda t=text, f=fragments: sdk_reparse(t, f), max(1, args.repeat // 4))
+        sdk = timed(lambda t=text, f=fragments: sdk_reparse(t, f), max(1, repeat // 4))
         added = full - base
         print(
             f"{len(text):>7} {fragments:>6} {base * 1e3:>8.2f}ms {full * 1e3:>10.2f}ms {added * 1e3:>7.2f}ms "
@@ -153,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             growth.append(added / previous)
         previous = added
     print("growth of parse_json's cost per 4x size: " + ", ".join(f"{g:.2f}x" for g in growth) + " (linear: ~4x)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -66,7 +66,10 @@ _YAJL: Any = ijson.get_backend("yajl2_c")  # pyright: ignore[reportUnknownMember
 _STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 # A run of complete string content: plain characters and whole escapes (surrogate escapes never
 # reach the fast path).
-_STRING_CHUNK = re.compile(r'(?:[^"\\]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+_STRING_CHUNK = re.compile(r'(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+# What may be left of a string's text at a fragment's end: an escape not finished yet.
+_ESCAPE_PREFIX = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 # A surrogate escape, which yajl does not decode as json.loads does (a lone one becomes '?').
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 # A number still open at the end of a fragment (no delimiter after it yet).
@@ -146,6 +149,7 @@ class YajlDocument:
         "_coro",
         "_escape",
         "_events",
+        "_held",
         "_in_string",
         "_index",
         "_key",
@@ -176,6 +180,7 @@ class YajlDocument:
         self._events: Any = sendable_list()
         self._coro: Any = _YAJL.basic_parse_coro(self._events, multiple_values=True, use_float=True)
         self._text: list[str] = []  # every fragment, for the hand-over
+        self._held: list[str] = []  # fragments inside one string, not yet given to yajl
         self._slow: PythonDocument | None = None
         self._stack: list[Any] = []  # open containers, outermost first (the live objects)
         self._paths: list[Path] = []  # their paths
@@ -247,15 +252,14 @@ class YajlDocument:
                 return self._hand_over(text)
             cut = probe.rfind("\\", -5)
             self._surrogate_carry = probe[cut:] if cut >= 0 else ""
-        try:
-            self._coro.send(text.encode())
-        except (_IjsonError, UnicodeEncodeError):
-            return self._hand_over(text)
         in_string = self._in_string
         quotes = text.count('"')
         path = self._s_path
-        if path is not None and not quotes and not backslash and not self._escape:
-            # The usual fragment of a long string: all of it is the string's next piece.
+        if path is not None and not quotes and not backslash and not self._escape and _CONTROL.search(text) is None:
+            # The usual fragment of a long string: all of it is the string's next piece. yajl
+            # re-reads a token it holds on every feed (quadratic for a long string fed in
+            # pieces), so it gets the string's fragments together, when the string ends.
+            self._held.append(text)
             self._s_parts.append(text)
             self._s_emitted += len(text)
             self._s_stale = True
@@ -297,8 +301,22 @@ class YajlDocument:
                 start = opened if opened >= 0 else (1 if self._skip else 0)
                 run = n - len(text.rstrip("\\"))
                 skip = min(run, n - start) % 2 == 1
+        was_in_string = self._in_string
         self._in_string = in_string
         self._skip = skip
+        held = self._held
+        if was_in_string and in_string and opened < 0:
+            held.append(text)  # still inside the same string: yajl gets it when it ends
+        else:
+            try:
+                if held:
+                    held.append(text)
+                    self._coro.send("".join(held).encode())
+                    held.clear()
+                else:
+                    self._coro.send(text.encode())
+            except (_IjsonError, UnicodeEncodeError):
+                return self._hand_over(text)
 
         reports: list[Report] = []
         events = self._events
@@ -318,6 +336,8 @@ class YajlDocument:
                         return self._hand_over(text)
                     self._escape = ""
                     piece = self._decode(text[opened:])
+                    if piece is None:
+                        return self._hand_over(text)
                     path = self._attach(piece)
                     changes.append((path, "set", piece))
                     self._s_path = path
@@ -326,6 +346,8 @@ class YajlDocument:
                     self._s_stale = False
             elif self._s_path is not None:
                 piece = self._decode(text)
+                if piece is None:
+                    return self._hand_over(text)
                 if piece:
                     changes.append((self._s_path, "append", piece))
                     self._s_parts.append(piece)
@@ -543,15 +565,23 @@ class YajlDocument:
         else:
             parent[self._slot_key] = value
 
-    def _decode(self, raw: str) -> str:
-        """Decode the text of an open string; an escape cut by the fragment's end waits."""
+    def _decode(self, raw: str) -> str | None:
+        """Decode the text of an open string; an escape cut by the fragment's end waits.
+
+        None when the text cannot be in a string (a control character, a bad escape): yajl
+        has not seen it yet (it gets a string's fragments when the string ends), so this check
+        is what finds the fault at the fragment that brings it.
+        """
         if self._escape:
             raw = self._escape + raw
-        if "\\" not in raw:
-            self._escape = ""
-            return raw
         j = cast(re.Match[str], _STRING_CHUNK.match(raw)).end()
-        self._escape = raw[j:]
+        if j == len(raw):
+            self._escape = ""
+            return _scanstring(raw + '"', 0)[0] if "\\" in raw else raw
+        rest = raw[j:]
+        if _ESCAPE_PREFIX.fullmatch(rest) is None:
+            return None
+        self._escape = rest
         return _scanstring(raw[:j] + '"', 0)[0] if j else ""
 
     def _materialize(self) -> None:
