@@ -184,3 +184,38 @@ def test_top_level_values_in_one_fragment_get_one_report_each() -> None:
         (2, True, "x"),
         (3, True, 3),
     ]
+
+
+class CountingCoro:
+    """Stands in for yajl's parser coroutine and counts the bytes it is given."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sent = 0
+        self.sends = 0
+
+    def send(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.sends += 1
+        self.inner.send(data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("escaped", [False, True])
+def test_a_long_string_reaches_yajl_once_when_it_ends(escaped: bool) -> None:
+    # yajl re-reads a token it holds on every feed: fed a long string piece by piece it would
+    # do quadratic work. The document gives it a string's pieces together, when it ends.
+    piece = 'a\\"b\\n c\\u00e9' if escaped else "0123456789"
+    text = '{"code": "' + piece * 2000 + '", "n": 1}'
+    doc = YajlDocument()
+    counting = CountingCoro(doc._coro)  # pyright: ignore[reportPrivateUsage]
+    doc._coro = counting  # pyright: ignore[reportPrivateUsage]
+    value: Any = None
+    for i in range(0, len(text), 10):
+        for report in doc.feed(text[i : i + 10]) or []:
+            value = apply(value, report)
+    assert doc.finish() is None and value == json.loads(text)
+    assert counting.sent == len(text.encode())
+    assert counting.sends < 10  # the opening fragment, the closing one and what follows
