@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
+
+import pytest
 
 from tests.conftest import RECORDINGS
 
@@ -145,3 +148,170 @@ def test_chat_streams_from_a_compatible_server() -> None:
     code, out = asyncio.run(main())
     assert code == 0
     assert "answer:   Atlantic Sea." in out and "qwen2.5:0.5b" in out
+
+
+# -- record, replay --speed, inspect ---------------------------------------------------------------
+
+RECORD_KEY = "sk-cli-SECRET-0042"
+RECORD_TARGETS = [
+    ("openai", "gpt-4o", "/v1", "OPENAI_API_KEY"),
+    ("openai-responses", "gpt-4o", "/v1", "OPENAI_API_KEY"),
+    ("anthropic", "claude-sonnet-4", "", "ANTHROPIC_API_KEY"),
+    ("gemini", "gemini-2.5-flash", "", "GEMINI_API_KEY"),
+    ("compatible", "qwen2.5:0.5b", "/v1", "OPENAI_API_KEY"),
+]
+
+
+def record_in_process(
+    argv: list[str], env_name: str, pace: str = "200", faults: list[Any] | None = None
+) -> tuple[int, str, str]:
+    """`rxstream record ...` against a fresh emulator (its base URL appended to --base-url)."""
+    import asyncio
+    import contextlib
+    import io
+    import os
+
+    from rxstream.cli import main
+    from rxstream.testing import ProviderEmulator
+
+    async def go() -> tuple[int, str, str]:
+        async with ProviderEmulator(RECORDINGS, pace=cast(Any, pace), faults=faults or []) as emu:
+            args = [a.replace("{base}", emu.base_url) for a in argv]
+            out, err = io.StringIO(), io.StringIO()
+
+            def call() -> int:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    return main(args)
+
+            saved = os.environ.get(env_name)
+            os.environ[env_name] = RECORD_KEY
+            try:
+                code = await asyncio.to_thread(call)
+            finally:
+                if saved is None:
+                    del os.environ[env_name]
+                else:
+                    os.environ[env_name] = saved
+            return code, out.getvalue(), err.getvalue()
+
+    return asyncio.run(go())
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run in this process (faster than a subprocess), as a CompletedProcess."""
+    from rxstream.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix", "env_name"), RECORD_TARGETS)
+def test_record_then_replay_and_inspect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: str, model: str, suffix: str, env_name: str
+) -> None:
+    cassette = tmp_path / "run.jsonl"
+    code, out, err = record_in_process(
+        ["record", "--provider", provider, "--model", model, "--base-url", "{base}" + suffix, "-o", str(cassette), "Hi"],
+        env_name,
+    )
+    assert code == 0, err
+    assert f"recorded {cassette}: " in out and "ended complete" in out
+    body = cassette.read_text()
+    assert RECORD_KEY not in body and "SECRET" not in body
+    rows = [json.loads(line) for line in body.splitlines()]
+    assert rows[0]["format"] == "rxstream.cassette" and rows[-1]["kind"] == "complete"
+
+    at_once = cli(capsys, "replay", str(cassette), "--events", "--summary-json")
+    timed = cli(capsys, "replay", str(cassette), "--speed", "1", "--events", "--summary-json")
+    assert at_once.returncode == 0 and timed.returncode == 0, timed.stderr
+
+    def shape(run: subprocess.CompletedProcess[str]) -> list[Any]:
+        *events, summary = run.stdout.strip().splitlines()
+        return [{k: v for k, v in json.loads(e).items() if k not in ("at", "stream_id")} for e in events] + [summary]
+
+    assert shape(timed) == shape(at_once)
+    summary = json.loads(at_once.stdout.strip().splitlines()[-1])
+    assert summary["error"] is None and summary["outputs"]
+    text = summary["outputs"][0]["text"]
+    assert text[:20] in out, "record prints the answer as it streams"
+
+    inspected = cli(capsys, "inspect", str(cassette))
+    assert inspected.returncode == 0, inspected.stderr
+    lines = inspected.stdout.splitlines()
+    assert lines[0].startswith(f"{cassette}: rxstream.cassette v1") and "timed" in lines[0]
+    assert lines[1].startswith("request: ") and "HTTP 200" in lines[1]
+    timeline = [line for line in lines if line.strip()[:1].isdigit()]
+    assert len(timeline) == len(rows) - 1  # one line per chunk, and the end
+    assert any(" +" in line for line in timeline), "gaps are shown"
+    assert "stream.start" in inspected.stdout and "complete" in timeline[-1] and "stream.end" in timeline[-1]
+    assert any("text.delta" in line or "tool_call" in line for line in timeline)
+    assert lines[-1].startswith("summary: ") and "payloads" in lines[-1] and "first payload at" in lines[-1]
+
+
+def test_replay_speed_keeps_the_recorded_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    rows: list[dict[str, Any]] = [
+        {"format": "rxstream.cassette", "version": 1, "timing": True},
+        {"kind": "open", "ms": 0.0, "wire": "openai.chat", "open": None},
+    ]
+    for i in range(5):
+        delta = {"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}
+        rows.append({"kind": "data", "ms": 60.0 * (i + 1), "data": {"object": "chat.completion.chunk", "choices": [delta]}})
+    rows.append({"kind": "complete", "ms": 300.0})
+    cassette = tmp_path / "slow.jsonl"
+    cassette.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    # Real time is the point: 300 ms recorded, played at half speed.
+    began = time.perf_counter()
+    fast = cli(capsys, "replay", str(cassette), "--summary-json")
+    fast_took = time.perf_counter() - began
+    began = time.perf_counter()
+    timed = cli(capsys, "replay", str(cassette), "--speed", "0.5", "--summary-json")
+    timed_took = time.perf_counter() - began
+    assert fast.stdout == timed.stdout and json.loads(fast.stdout)["outputs"][0]["text"] == "w0 w1 w2 w3 w4 "
+    assert timed_took >= 0.6 and fast_took < timed_took
+
+
+def test_record_of_a_dropped_stream_leaves_a_cassette_ending_with_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rxstream.testing import Fault
+
+    cassette = tmp_path / "dropped.jsonl"
+    code, out, err = record_in_process(
+        ["record", "--provider", "openai", "--model", "gpt-4o", "--base-url", "{base}/v1", "-o", str(cassette), "Hi"],
+        "OPENAI_API_KEY",
+        pace="fast",
+        faults=[Fault(drop_after=3)],
+    )
+    assert code == 1 and "TransportError" in err and "ended error" in out
+    assert json.loads(cassette.read_text().splitlines()[-1])["kind"] == "error"
+    inspected = cli(capsys, "inspect", str(cassette))
+    assert inspected.returncode == 0
+    assert "error TransportError" in inspected.stdout.splitlines()[-2]
+    replayed = cli(capsys, "replay", str(cassette), "--summary-json")
+    assert replayed.returncode == 0 and json.loads(replayed.stdout.splitlines()[-1])["error"]["type"] == "TransportError"
+
+
+def test_record_without_a_key_says_which_variable(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    run = subprocess.run(
+        [sys.executable, "-m", "rxstream.cli", "record", "--provider", "gemini", "--model", "g", "-o", str(tmp_path / "c.jsonl"), "hi"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )
+    assert run.returncode == 2 and "GEMINI_API_KEY" in run.stderr and not (tmp_path / "c.jsonl").exists()
+
+
+def test_inspect_a_raw_recording_and_refuse_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = cli(capsys, "inspect", str(RECORDINGS / "openai-chat-toolcall-1.sse"))
+    assert run.returncode == 0, run.stderr
+    assert "raw recording (no timing)" in run.stdout and "tool_call.start GetWeatherArgs" in run.stdout
+    assert "finish tool_calls" in run.stdout
+    missing = cli(capsys, "inspect", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
+    bad_speed = rxstream("replay", str(RECORDINGS / "openai-chat-text-1.sse"), "--speed", "0")
+    assert bad_speed.returncode == 2 and "--speed" in bad_speed.stderr

@@ -4,6 +4,7 @@ from rxstream.operators._guard import guard
 from rxstream.operators._json import JsonAssembler, parse_json
 from rxstream.operators._json_dedupe import dedupe_json
 from rxstream.operators._normalize import normalize
+from rxstream.operators._record import record
 from rxstream.operators._usage import aggregate_usage
 
-__all__ = ["JsonAssembler", "aggregate_usage", "dedupe_json", "guard", "normalize", "parse_json"]
+__all__ = ["JsonAssembler", "aggregate_usage", "dedupe_json", "guard", "normalize", "parse_json", "record"]

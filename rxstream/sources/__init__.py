@@ -10,7 +10,7 @@ from rxstream.sources._providers import (
     openai_responses,
     xai_chat,
 )
-from rxstream.sources._replay import from_bytes, load_recording, read_payloads, replay
+from rxstream.sources._replay import from_bytes, load_recording, play, read_payloads, read_recording, replay
 from rxstream.sources._sdk import from_anthropic, from_openai
 
 __all__ = [
@@ -28,7 +28,9 @@ __all__ = [
     "openai_chat",
     "openai_compatible",
     "openai_responses",
+    "play",
     "read_payloads",
+    "read_recording",
     "replay",
     "xai_chat",
 ]

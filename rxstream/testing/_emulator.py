@@ -34,6 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.server import ServerState
 
+from rxstream._cassette import is_cassette, read_cassette
 from rxstream._chunk import WIRES, Wire, detect_wire
 from rxstream._errors import ProtocolError, RxStreamError
 from rxstream.sources import load_recording
@@ -348,8 +349,29 @@ def _dumps(payload: Any) -> str:
 
 
 def _cassette(body: bytes, name: str) -> list[tuple[float, str | None, Any]] | None:
-    """A cassette's rows (offset, event name, payload), or ``None`` when the JSON Lines file is
-    not one (a cassette has ``t`` and ``data`` on every line)."""
+    """A cassette's rows (offset in seconds from the response head, event name, payload), or
+    ``None`` when the JSON Lines file is not one.
+
+    Two kinds: rxstream's own (``rxstream.cassette`` header, written by ``record()``), whose
+    payload offsets count from the open chunk (the emulator sends the head at once) and whose
+    recorded end is not replayed (the body just ends after the last payload; ``replay()``
+    reproduces a recorded error); and lines ``{"t": seconds, "event": name|null, "data":
+    payload}`` on every line.
+    """
+    if is_cassette(body):
+        tape = read_cassette(body, name)
+        head = next((chunk.at for chunk in tape.chunks if chunk.kind == "open"), 0)
+        recorded = [
+            (max(0.0, (chunk.at - head) / 1e9) if tape.timed else 0.0, chunk.event, chunk.data)
+            for chunk in tape.chunks
+            if chunk.kind == "data"
+        ]
+        if not recorded:
+            raise ProtocolError(
+                f"{name}: expected a cassette with payloads to serve, got none (the recorded stream "
+                f"ended {tape.end or 'cut short'} before its first payload)"
+            )
+        return recorded
     rows: list[tuple[float, str | None, Any]] = []
     for number, line in enumerate(body.split(b"\n"), 1):
         if not line.strip():
@@ -727,8 +749,10 @@ class ProviderEmulator:
     and bad headers are answered 404 / 400 with the provider's error shape.
 
     Recordings are ``.sse`` bodies (their events replayed as recorded), ``.jsonl`` payloads (one
-    per line), Gemini ``.json`` arrays, or cassettes: ``.jsonl`` lines
-    ``{"t": seconds, "event": name|null, "data": payload}`` whose timing ``pace="original"`` keeps.
+    per line), Gemini ``.json`` arrays, or cassettes whose timing ``pace="original"`` keeps:
+    ``.jsonl`` lines ``{"t": seconds, "event": name|null, "data": payload}``, or rxstream
+    cassettes written by ``record()`` (payload offsets counted from the recorded response head;
+    the recorded end is not replayed: the body ends after the last payload).
 
     Example::
 
