@@ -52,16 +52,55 @@ def _same_meta(a: dict[str, Any], b: dict[str, Any]) -> bool:
     }
 
 
+# Kind of each mergeable class, looked up by exact class: isinstance() against pydantic model
+# classes goes through their metaclass's __instancecheck__, most of a merge check's cost.
+_TEXT, _REASONING, _CALL = 1, 2, 3
+_KINDS: dict[type[EventBase], int] = {
+    TextDelta: _TEXT,
+    RefusalDelta: _TEXT,
+    ReasoningDelta: _REASONING,
+    ToolCallDelta: _CALL,
+}
+
+
+def _kind(cls: type[EventBase]) -> int:
+    kind = _KINDS.get(cls)
+    if kind is None:
+        # A user subclass of a delta merges like its base.
+        kind = 0
+        if issubclass(cls, _TEXT_KINDS):
+            kind = _TEXT
+        elif issubclass(cls, ReasoningDelta):
+            kind = _REASONING
+        elif issubclass(cls, ToolCallDelta):
+            kind = _CALL
+        _KINDS[cls] = kind
+    return kind
+
+
 def mergeable(a: EventBase, b: EventBase) -> bool:
     """Whether ``b``, arriving right after ``a``, can be folded into ``a`` (see the module doc)."""
-    if type(a) is not type(b) or a.stream_id != b.stream_id or not _same_meta(a.meta, b.meta):
+    cls = a.__class__
+    if cls is not b.__class__ or a.stream_id != b.stream_id:
         return False
-    if isinstance(a, _TEXT_KINDS) and isinstance(b, _TEXT_KINDS):
-        return a.output == b.output
-    if isinstance(a, ReasoningDelta) and isinstance(b, ReasoningDelta):
-        return a.output == b.output and a.signature is None
-    if isinstance(a, ToolCallDelta) and isinstance(b, ToolCallDelta):
-        return a.output == b.output and a.call_index == b.call_index and a.call_id == b.call_id
+    meta_a, meta_b = a.meta, b.meta
+    if meta_a is not meta_b and meta_a != meta_b and not _same_meta(meta_a, meta_b):
+        return False
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _kind(cls)
+    if kind == _TEXT:
+        return cast(TextDelta, a).output == cast(TextDelta, b).output
+    if kind == _REASONING:
+        first, second = cast(ReasoningDelta, a), cast(ReasoningDelta, b)
+        return first.output == second.output and first.signature is None
+    if kind == _CALL:
+        first_call, second_call = cast(ToolCallDelta, a), cast(ToolCallDelta, b)
+        return (
+            first_call.output == second_call.output
+            and first_call.call_index == second_call.call_index
+            and first_call.call_id == second_call.call_id
+        )
     return False
 
 

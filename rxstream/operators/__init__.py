@@ -1,10 +1,22 @@
 """rxstream's operators, to use beside reactivex's own: ``from rxstream import operators as rxs``."""
 
+from rxstream.operators._batch import batch
 from rxstream.operators._guard import guard
 from rxstream.operators._json import JsonAssembler, parse_json
 from rxstream.operators._json_dedupe import dedupe_json
 from rxstream.operators._normalize import normalize
 from rxstream.operators._record import record
+from rxstream.operators._smooth import smooth
 from rxstream.operators._usage import aggregate_usage
 
-__all__ = ["JsonAssembler", "aggregate_usage", "dedupe_json", "guard", "normalize", "parse_json", "record"]
+__all__ = [
+    "JsonAssembler",
+    "aggregate_usage",
+    "batch",
+    "dedupe_json",
+    "guard",
+    "normalize",
+    "parse_json",
+    "record",
+    "smooth",
+]

@@ -57,7 +57,10 @@ def lift(
                 observer.on_error(exc)
                 return reactivex.empty().subscribe()
             stopped = False
-            resolved = False
+            # A core that may hand over to another (normalize() to the wire's Normalizer) has a
+            # `delegate` attribute; for any other the per-item look-up (a raised and caught
+            # AttributeError each time) is skipped.
+            resolved = not hasattr(core, "delegate")
             emit = observer.on_next
 
             def fail(exc: Exception) -> None:
