@@ -1,6 +1,7 @@
 """rxstream's operators, to use beside reactivex's own: ``from rxstream import operators as rxs``."""
 
 from rxstream.operators._batch import batch
+from rxstream.operators._filter import drop, map_text, only, redact, split_by_stream, tag, where
 from rxstream.operators._guard import guard
 from rxstream.operators._json import JsonAssembler, parse_json
 from rxstream.operators._json_dedupe import dedupe_json
@@ -14,9 +15,16 @@ __all__ = [
     "aggregate_usage",
     "batch",
     "dedupe_json",
+    "drop",
     "guard",
+    "map_text",
     "normalize",
+    "only",
     "parse_json",
     "record",
+    "redact",
     "smooth",
+    "split_by_stream",
+    "tag",
+    "where",
 ]
