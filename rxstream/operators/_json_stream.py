@@ -252,7 +252,7 @@ class YajlDocument:
                 return self._hand_over(text)
             cut = probe.rfind("\\", -5)
             self._surrogate_carry = probe[cut:] if cut >= 0 else ""
-        in_string = self._in_string
+        was_in_string = in_string = self._in_string
         quotes = text.count('"')
         path = self._s_path
         if path is not None and not quotes and not backslash and not self._escape and _CONTROL.search(text) is None:
@@ -301,7 +301,6 @@ class YajlDocument:
                 start = opened if opened >= 0 else (1 if self._skip else 0)
                 run = n - len(text.rstrip("\\"))
                 skip = min(run, n - start) % 2 == 1
-        was_in_string = self._in_string
         self._in_string = in_string
         self._skip = skip
         held = self._held
