@@ -62,7 +62,14 @@ class EventBase(BaseModel):
 
 
 class StreamStart(EventBase):
-    """First event of every stream: who answered and what was asked."""
+    """First event of every stream: who answered and what was asked.
+
+    Its ``at`` is when the response headers arrived (the source's open chunk; the first payload's
+    arrival when a source has no response head). The other marks, ns on the same clock:
+    ``request_sent_at`` (the request went out; ``None`` for a replay of a raw recording) and
+    ``first_event_at`` (the first provider payload arrived, whatever it carried).
+    ``server_address``/``server_port`` name the host that answered (never a path or a query).
+    """
 
     type: Literal["stream.start"] = "stream.start"
     provider: str | None = None
@@ -71,6 +78,10 @@ class StreamStart(EventBase):
     request_id: str | None = None
     response_id: str | None = None
     request: dict[str, Any] | None = None
+    request_sent_at: int | None = None
+    first_event_at: int | None = None
+    server_address: str | None = None
+    server_port: int | None = None
 
 
 class TextDelta(EventBase):
@@ -216,18 +227,37 @@ class Finish(EventBase):
 
 
 class Metrics(EventBase):
-    """Per-stream timings in seconds (from ``tap_metrics(emit=True)``)."""
+    """Per-stream timings from ``tap_metrics(emit=True)``, just before ``stream.end``.
+
+    Marks are seconds from the request being sent (from the first mark the source has when it
+    did not record that, e.g. a raw recording): ``ttfb`` response headers, ``first_event`` the
+    first provider payload, ``ttft`` the first content (text, reasoning, refusal or tool call),
+    ``first_text`` the first answer text. ``gap_*`` summarise the gaps between consecutive content
+    chunks (one provider message with several content events is one chunk). ``tokens_per_s`` and
+    ``chunks_per_s`` are over the generation window, first content to last content;
+    ``usage_source`` says where the output token count came from.
+    """
 
     type: Literal["metrics"] = "metrics"
     ttfb: float | None = None
+    first_event: float | None = None
     ttft: float | None = None
-    itl_mean: float | None = None
-    itl_p50: float | None = None
-    itl_p95: float | None = None
-    itl_max: float | None = None
+    first_text: float | None = None
     duration: float | None = None
-    tokens_per_s: float | None = None
+    events: int = 0
     chunks: int = 0
+    gap_count: int = 0
+    gap_min: float | None = None
+    gap_p50: float | None = None
+    gap_p90: float | None = None
+    gap_p99: float | None = None
+    gap_max: float | None = None
+    gap_mean: float | None = None
+    output_tokens: int | None = None
+    usage_source: UsageSource | None = None
+    tokens_per_s: float | None = None
+    chunks_per_s: float | None = None
+    finish_reasons: tuple[str, ...] = ()
 
 
 class StreamRestart(EventBase):

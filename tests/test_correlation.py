@@ -75,8 +75,8 @@ async def gather(source: Observable[Any]) -> list[Any]:
 
 def comparable(event: EventBase) -> dict[str, Any]:
     """An event without what differs between two requests for the same recording: arrival
-    times and the emulator's per-request id."""
-    return event.model_dump(exclude={"at", "request_id"})
+    times, the emulator's per-request id and its port."""
+    return event.model_dump(exclude={"at", "request_id", "request_sent_at", "first_event_at", "server_port"})
 
 
 def check_stream(events: list[Any], name: str) -> None:

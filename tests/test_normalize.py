@@ -36,9 +36,10 @@ def data(payload: dict[str, Any], at: int, wire: Any = "openai.chat", event: str
 OPEN = ProviderChunk("open", "openai.chat", None, None, 1, StreamOpen(provider="acme"))
 
 
-def start(at: int = 1) -> StreamStart:
+def start(at: int = 1, first_event_at: int = 3) -> StreamStart:
     return StreamStart(
-        stream_id="t", seq=0, at=at, provider="acme", wire="openai.chat", model="m-1", response_id="chatcmpl-1"
+        stream_id="t", seq=0, at=at, provider="acme", wire="openai.chat", model="m-1", response_id="chatcmpl-1",
+        first_event_at=first_event_at,
     )
 
 
@@ -88,7 +89,7 @@ def test_open_chunk_only_is_an_empty_stream() -> None:
 def test_one_item() -> None:
     events, error = run_chunks([OPEN, data(chat("x"), 5)])
     assert error is None
-    assert events[:2] == [start(), TextDelta(stream_id="t", seq=1, at=5, text="x")]
+    assert events[:2] == [start(first_event_at=5), TextDelta(stream_id="t", seq=1, at=5, text="x")]
     assert [e.type for e in events[2:]] == ["finish", "stream.end"]
 
 

@@ -41,7 +41,7 @@ from rxstream._errors import (
     StreamTimeoutError,
     TransportError,
 )
-from rxstream._events import EventBase
+from rxstream._events import EventBase, StreamStart
 from rxstream._result import StreamResult
 from rxstream.operators import normalize
 from rxstream.operators._record import record
@@ -83,7 +83,12 @@ ROUND_TRIPS = [
 
 
 def timeless(events: list[EventBase]) -> list[EventBase]:
-    return [e.model_copy(update={"at": 0}) for e in events]
+    return [
+        e.model_copy(update={"at": 0, "request_sent_at": None, "first_event_at": None})
+        if isinstance(e, StreamStart)
+        else e.model_copy(update={"at": 0})
+        for e in events
+    ]
 
 
 def result_timeless(result: StreamResult) -> StreamResult:

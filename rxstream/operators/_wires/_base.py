@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from rxstream._chunk import ProviderChunk, StreamOpen, Wire
 from rxstream._errors import ProtocolError, ProviderError, RxStreamError
@@ -34,6 +35,19 @@ from rxstream._events import (
 __all__ = ["CallState", "Normalizer", "OutputState", "UsageAccumulator"]
 
 _START = event_builder(StreamStart)
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _server(url: str | None) -> tuple[str | None, int | None]:
+    """The host and port a stream came from (no path, query or credentials: nothing secret)."""
+    if not url:
+        return None, None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None, None
+    return parts.hostname, port
 _TEXT = event_builder(TextDelta)
 _REASONING = event_builder(ReasoningDelta)
 _REFUSAL = event_builder(RefusalDelta)
@@ -297,6 +311,8 @@ class Normalizer(ABC):
         if provider is None:
             provider = self._guess_provider(model)
         at = self._open_at if self._open_at is not None else self._at
+        first = self._held[0][1].at if self._held else (self._at if data is not None else None)
+        address, port = _server(opened.url if opened is not None else None)
         echoed = self._response_format(data) if data is not None else None
         self._out.append(
             _START(
@@ -310,6 +326,10 @@ class Normalizer(ABC):
                 request_id=opened.request_id if opened is not None else None,
                 response_id=response_id,
                 request=request,
+                request_sent_at=opened.request_sent_at if opened is not None else None,
+                first_event_at=first,
+                server_address=address,
+                server_port=port,
             )
         )
         self._output(0)
