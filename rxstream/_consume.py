@@ -19,6 +19,7 @@ from rxstream._events import (
     Citation,
     Event,
     Finish,
+    Metrics,
     ReasoningDelta,
     RefusalDelta,
     StreamStart,
@@ -572,6 +573,7 @@ _KIND_NAMES: Final = {
     "tool_call.done": "on_tool_call",
     "citation": "on_citation",
     "usage": "on_usage",
+    "metrics": "on_metrics",
     "finish": "on_finish",
 }
 
@@ -591,6 +593,7 @@ class EventObserver(abc.ObserverBase[Event], abc.DisposableBase):
     ``on_tool_call``              ``tool_call.done`` (the complete call, to execute)
     ``on_citation``               ``citation``
     ``on_usage``                  ``usage``
+    ``on_metrics``                ``metrics`` (from ``tap_metrics(emit=True)``)
     ``on_finish``                 ``finish``
     ``on_complete``               the :class:`StreamResult`, when the stream completes
     ``on_error``                  the error, when the stream (or a callback) fails
@@ -638,6 +641,7 @@ class EventObserver(abc.ObserverBase[Event], abc.DisposableBase):
         on_tool_call: Callable[[ToolCallDone], object] | None = None,
         on_citation: Callable[[Citation], object] | None = None,
         on_usage: Callable[[Usage], object] | None = None,
+        on_metrics: Callable[[Metrics], object] | None = None,
         on_finish: Callable[[Finish], object] | None = None,
         on_complete: Callable[[StreamResult], object] | None = None,
         on_error: Callable[[Exception], object] | None = None,
@@ -655,6 +659,7 @@ class EventObserver(abc.ObserverBase[Event], abc.DisposableBase):
             "on_tool_call": on_tool_call,
             "on_citation": on_citation,
             "on_usage": on_usage,
+            "on_metrics": on_metrics,
             "on_finish": on_finish,
             "on_complete": on_complete,
             "on_error": on_error,

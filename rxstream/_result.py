@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rxstream._errors import ProviderError, RxStreamError
-from rxstream._events import Citation, EventBase, FinishReason, TextDelta, Usage
+from rxstream._events import Citation, EventBase, FinishReason, Metrics, TextDelta, Usage
 
 __all__ = ["ContentPart", "OutputResult", "ResultAccumulator", "StreamResult", "ToolCallResult"]
 
@@ -85,6 +85,8 @@ class StreamResult:
     request: dict[str, Any] | None = None
     outputs: list[OutputResult] = field(default_factory=list[OutputResult])
     usage: Usage | None = None
+    metrics: Metrics | None = None
+    """The stream's timings, when ``tap_metrics(emit=True)`` was in the pipe."""
     error: RxStreamError | None = None
     completed: bool = False
 
@@ -253,6 +255,7 @@ class ResultAccumulator:
             "tool_call.done": self._on_call_done,
             "citation": self._on_citation,
             "usage": self._on_usage,
+            "metrics": self._on_metrics,
             "finish": self._on_finish,
             "json.value": self._on_json_value,
             "stream.start": self._on_start,
@@ -393,6 +396,9 @@ class ResultAccumulator:
     def _on_usage(self, e: Any) -> None:
         self._result.usage = e
 
+    def _on_metrics(self, e: Any) -> None:
+        self._result.metrics = e
+
     def _on_finish(self, e: Any) -> None:
         out = self._out(e.output)
         out.finish = e.reason
@@ -415,6 +421,7 @@ class ResultAccumulator:
     def _on_restart(self, _: Any) -> None:
         self._outputs = {}
         self._result.usage = None
+        self._result.metrics = None
 
     def _on_end(self, _: Any) -> None:
         self._result.completed = True

@@ -5,6 +5,7 @@ from rxstream.operators._filter import drop, map_text, only, redact, split_by_st
 from rxstream.operators._guard import guard
 from rxstream.operators._json import JsonAssembler, parse_json
 from rxstream.operators._json_dedupe import dedupe_json
+from rxstream.operators._metrics import tap_metrics
 from rxstream.operators._normalize import normalize
 from rxstream.operators._record import record
 from rxstream.operators._smooth import smooth
@@ -26,5 +27,6 @@ __all__ = [
     "smooth",
     "split_by_stream",
     "tag",
+    "tap_metrics",
     "where",
 ]

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,11 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxstream._cassette import Cassette, is_cassette, read_cassette
 from rxstream._chunk import ProviderChunk, StreamOpen, Wire, detect_wire
+from rxstream._clock import stamp_ns
 from rxstream._errors import ProtocolError, RxStreamError
 from rxstream.sources._payloads import Framing, PayloadDecoder, framing_for_path
 
 __all__ = ["from_bytes", "load_recording", "play", "read_payloads", "read_recording", "replay"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAIVE_EPOCH = datetime(1970, 1, 1)  # some schedulers' clocks are naive UTC
-_MICROSECOND = timedelta(microseconds=1)
-
 
 def read_payloads(
     body: bytes, framing: Framing, *, chunk_size: int | None = None
@@ -150,12 +146,6 @@ def _check_speed(speed: float | None) -> None:
         raise ValueError(f"replay(speed=...) expected None or a number > 0 (1.0: recorded pace), got {speed!r}")
 
 
-def _stamp(now: datetime) -> int:
-    """ns since the epoch of a scheduler's clock, exact to its microsecond."""
-    epoch = _EPOCH if now.tzinfo is not None else _NAIVE_EPOCH
-    return (now - epoch) // _MICROSECOND * 1000
-
-
 def _timer_scheduler() -> abc.SchedulerBase:
     try:
         loop = asyncio.get_running_loop()
@@ -225,7 +215,7 @@ class _Playback:
 
     def start(self, tape: Cassette) -> None:
         if self.speed is None or not tape.timed:
-            stamp = _stamp(self.scheduler.now)
+            stamp = stamp_ns(self.scheduler.now)
             for chunk in tape.chunks:
                 if self.cancelled:
                     return
@@ -251,7 +241,7 @@ class _Playback:
                 groups.append((due, [item]))
         scheduler = self.scheduler
         start = scheduler.now
-        start_ns = _stamp(start)
+        start_ns = stamp_ns(start)
         position = 0
 
         def action(_: abc.SchedulerBase, __: Any = None) -> None:
@@ -260,7 +250,7 @@ class _Playback:
                 return
             batch = groups[position][1]
             position += 1
-            at = _stamp(scheduler.now)
+            at = stamp_ns(scheduler.now)
             for item in batch:
                 if self.cancelled:
                     return

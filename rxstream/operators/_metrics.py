@@ -1,0 +1,597 @@
+"""tap_metrics(): per-stream timing from the events' own arrival stamps, handed to metrics sinks.
+
+The measurement is a pure function of the events (their ``at`` stamps, ``seq`` and type), so a
+cassette replayed in virtual time yields exactly the metrics of the recorded run. Sinks receive
+one :class:`StreamMetrics` per stream when it ends (completed, failed or cancelled): the per-chunk
+path only counts and appends one gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable, SingleAssignmentDisposable
+
+from rxstream._clock import stamp_ns
+from rxstream._events import Event, Metrics, StreamStart, UsageSource, make_event
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "GAP_BUCKETS",
+    "TOKEN_BUCKETS",
+    "Histogram",
+    "InMemoryMetrics",
+    "MetricsSink",
+    "Outcome",
+    "StreamMetrics",
+    "format_metrics",
+    "tap_metrics",
+]
+
+_log = logging.getLogger("rxstream.metrics")
+
+Outcome = Literal["completed", "error", "cancelled"]
+
+# The OpenTelemetry GenAI conventions' advisory bucket boundaries (seconds; tokens).
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+GAP_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+
+# Content: what the model generated. A tool call's start carries its name (model output too);
+# a reasoning delta with no text only carries a signature and is not counted.
+_CONTENT = frozenset({"text.delta", "reasoning.delta", "refusal.delta", "tool_call.start", "tool_call.delta"})
+
+
+def _rank(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of a sorted sequence: always a value that was observed."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+@dataclass(slots=True)
+class StreamMetrics:
+    """What ``tap_metrics()`` measured of one stream; times in seconds.
+
+    Marks are offsets from ``origin_at`` (ns on the source's clock): the moment the request was
+    sent, or the first mark the source has when it did not record that (``origin`` says which).
+
+    Attributes:
+        ttfb: response headers arrived (time to first byte; ``None`` without a request mark).
+        first_event: the first provider payload arrived, whatever it carried (a Responses
+            ``response.created``, an Anthropic ``message_start``).
+        ttft: the first content (text, reasoning, refusal or tool call): the time to first
+            token users mean.
+        first_text: the first answer text.
+        duration: to the last event (``stream.end``, or the last before an error or a cancel).
+        events: events seen; ``chunks``: content chunks (a provider message whose content spans
+            several events counts once).
+        gaps: the gaps between consecutive content chunks, in arrival order.
+        output_tokens: from the last ``usage`` event, ``usage_source`` saying whose count.
+        tokens_per_s / chunks_per_s: over the generation window, first to last content.
+        finish_reasons: each output's ``finish.reason`` (the provider's word when unmapped).
+        outcome: ``completed``, ``error`` or ``cancelled`` (the consumer disposed first).
+        error_type: the error's class name, for ``error``.
+    """
+
+    stream_id: str | None = None
+    provider: str | None = None
+    wire: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    server_address: str | None = None
+    server_port: int | None = None
+    origin_at: int | None = None
+    origin: Literal["request", "headers", "first_event"] = "request"
+    ttfb: float | None = None
+    first_event: float | None = None
+    ttft: float | None = None
+    first_text: float | None = None
+    duration: float | None = None
+    events: int = 0
+    chunks: int = 0
+    gaps: list[float] = field(default_factory=list[float])
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    usage_source: UsageSource | None = None
+    tokens_per_s: float | None = None
+    chunks_per_s: float | None = None
+    finish_reasons: tuple[str, ...] = ()
+    outcome: Outcome = "completed"
+    error_type: str | None = None
+
+    def gap_stats(self) -> dict[str, float | None]:
+        """``min``, ``p50``, ``p90``, ``p99``, ``max`` (nearest rank) and ``mean`` of the gaps."""
+        gaps = sorted(self.gaps)
+        if not gaps:
+            return dict.fromkeys(("min", "p50", "p90", "p99", "max", "mean"))
+        return {
+            "min": gaps[0],
+            "p50": _rank(gaps, 0.5),
+            "p90": _rank(gaps, 0.9),
+            "p99": _rank(gaps, 0.99),
+            "max": gaps[-1],
+            "mean": math.fsum(gaps) / len(gaps),
+        }
+
+    def to_event(self, stream_id: str, seq: int, at: int) -> Metrics:
+        """The ``metrics`` event carrying these figures."""
+        stats = self.gap_stats()
+        return make_event(
+            Metrics,
+            stream_id=stream_id,
+            seq=seq,
+            at=at,
+            ttfb=self.ttfb,
+            first_event=self.first_event,
+            ttft=self.ttft,
+            first_text=self.first_text,
+            duration=self.duration,
+            events=self.events,
+            chunks=self.chunks,
+            gap_count=len(self.gaps),
+            gap_min=stats["min"],
+            gap_p50=stats["p50"],
+            gap_p90=stats["p90"],
+            gap_p99=stats["p99"],
+            gap_max=stats["max"],
+            gap_mean=stats["mean"],
+            output_tokens=self.output_tokens,
+            usage_source=self.usage_source,
+            tokens_per_s=self.tokens_per_s,
+            chunks_per_s=self.chunks_per_s,
+            finish_reasons=self.finish_reasons,
+        )
+
+
+@runtime_checkable
+class MetricsSink(Protocol):
+    """Where ``tap_metrics()`` sends each finished stream's :class:`StreamMetrics`.
+
+    ``record`` is called once per stream, on the thread that delivered its last event; it should
+    be quick (hand heavy work to a queue).
+    """
+
+    def record(self, metrics: StreamMetrics, /) -> None: ...
+
+
+class Histogram:
+    """Cumulative-bucket histogram with fixed boundaries (Prometheus / OpenTelemetry style)."""
+
+    __slots__ = ("boundaries", "count", "counts", "sum")
+
+    def __init__(self, boundaries: Sequence[float]) -> None:
+        self.boundaries = tuple(boundaries)
+        self.counts = [0] * (len(self.boundaries) + 1)  # the last bucket is +Inf
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one value in the first bucket whose upper bound is at least ``value``."""
+        index = 0
+        for bound in self.boundaries:
+            if value <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, count of values at most that)`` per bucket, ``inf`` last."""
+        out: list[tuple[float, int]] = []
+        running = 0
+        for bound, n in zip((*self.boundaries, math.inf), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+class InMemoryMetrics:
+    """A sink that keeps the last ``max_streams`` records and histograms over every stream.
+
+    Histograms (``histograms[name]``) use the OpenTelemetry GenAI advisory boundaries:
+    ``duration``, ``ttft``, ``gap`` (one value per gap), ``output_tokens`` and ``tokens_per_s``
+    (with duration buckets scaled by 100). Memory is bounded by ``max_streams`` whatever the
+    number of streams seen; ``streams`` and ``errors`` count them all.
+    """
+
+    def __init__(self, *, max_streams: int = 1000) -> None:
+        if max_streams < 1:
+            raise ValueError(f"InMemoryMetrics(max_streams=...) expected a positive count, got {max_streams!r}")
+        self.records: deque[StreamMetrics] = deque(maxlen=max_streams)
+        self.streams = 0
+        self.errors = 0
+        self.histograms: dict[str, Histogram] = {
+            "duration": Histogram(DURATION_BUCKETS),
+            "ttft": Histogram(DURATION_BUCKETS),
+            "gap": Histogram(GAP_BUCKETS),
+            "output_tokens": Histogram(TOKEN_BUCKETS),
+            "tokens_per_s": Histogram(tuple(b * 100 for b in DURATION_BUCKETS)),
+        }
+
+    def record(self, metrics: StreamMetrics, /) -> None:
+        """Keep one stream's metrics."""
+        self.records.append(metrics)
+        self.streams += 1
+        if metrics.outcome == "error":
+            self.errors += 1
+        h = self.histograms
+        if metrics.duration is not None:
+            h["duration"].observe(metrics.duration)
+        if metrics.ttft is not None:
+            h["ttft"].observe(metrics.ttft)
+        observe_gap = h["gap"].observe
+        for gap in metrics.gaps:
+            observe_gap(gap)
+        if metrics.output_tokens is not None:
+            h["output_tokens"].observe(metrics.output_tokens)
+        if metrics.tokens_per_s is not None:
+            h["tokens_per_s"].observe(metrics.tokens_per_s)
+
+    def summary(self) -> str:
+        """A text table of the kept streams per provider and model (percentiles nearest-rank)."""
+        groups: dict[tuple[str, str], list[StreamMetrics]] = {}
+        for m in self.records:
+            key = (m.provider or "?", m.response_model or m.request_model or "?")
+            groups.setdefault(key, []).append(m)
+        header = ("provider", "model", "streams", "errors", "ttft p50", "ttft p90", "gap p50", "gap p99", "tok/s p50")
+        rows: list[tuple[str, ...]] = []
+        for (provider, model), items in sorted(groups.items()):
+            ttft = sorted(m.ttft for m in items if m.ttft is not None)
+            gaps = sorted(g for m in items for g in m.gaps)
+            speed = sorted(m.tokens_per_s for m in items if m.tokens_per_s is not None)
+            rows.append(
+                (
+                    provider,
+                    model,
+                    str(len(items)),
+                    str(sum(m.outcome == "error" for m in items)),
+                    _ms(_rank(ttft, 0.5) if ttft else None),
+                    _ms(_rank(ttft, 0.9) if ttft else None),
+                    _ms(_rank(gaps, 0.5) if gaps else None),
+                    _ms(_rank(gaps, 0.99) if gaps else None),
+                    f"{_rank(speed, 0.5):.1f}" if speed else "-",
+                )
+            )
+        note = f"{self.streams} stream(s) seen, {self.errors} failed; the table covers the last {len(self.records)}"
+        return _table(header, rows) + "\n" + note
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: StreamMetrics) -> str:
+    """One stream's metrics as a two-column text table (what ``rxstream demo`` prints)."""
+    stats = metrics.gap_stats()
+    origin = {"request": "request sent", "headers": "headers", "first_event": "first event"}[metrics.origin]
+    tokens = "-"
+    if metrics.output_tokens is not None:
+        tokens = f"{metrics.output_tokens} ({metrics.usage_source or 'unknown'})"
+    rows = [
+        ("time to first byte", _ms(metrics.ttfb)),
+        ("first provider event", _ms(metrics.first_event)),
+        ("time to first token", _ms(metrics.ttft)),
+        ("first text", _ms(metrics.first_text)),
+        ("duration", _ms(metrics.duration)),
+        ("events / content chunks", f"{metrics.events} / {metrics.chunks}"),
+        (
+            "inter-chunk gap",
+            f"p50 {_ms(stats['p50'])}, p90 {_ms(stats['p90'])}, p99 {_ms(stats['p99'])}, max {_ms(stats['max'])}",
+        ),
+        ("output tokens", tokens),
+        ("tokens/s", "-" if metrics.tokens_per_s is None else f"{metrics.tokens_per_s:.1f}"),
+        ("chunks/s", "-" if metrics.chunks_per_s is None else f"{metrics.chunks_per_s:.1f}"),
+        ("outcome", metrics.outcome + (f" ({metrics.error_type})" if metrics.error_type else "")),
+    ]
+    if metrics.finish_reasons:
+        rows.append(("finish", ", ".join(metrics.finish_reasons)))
+    return _table((f"metric (from {origin})", "value"), rows)
+
+
+class _Tracker:
+    """The per-subscription measurement: ``see`` per event, ``finish`` once."""
+
+    __slots__ = (
+        "chunks",
+        "events",
+        "finishes",
+        "first_content",
+        "first_text",
+        "gaps",
+        "last_at",
+        "last_content",
+        "last_seq",
+        "start",
+        "stream_id",
+        "usage",
+    )
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.chunks = 0
+        self.gaps = array("q")
+        self.first_content: int | None = None
+        self.first_text: int | None = None
+        self.last_content = 0
+        self.last_seq = -1
+        self.last_at: int | None = None
+        self.start: StreamStart | None = None
+        self.stream_id: str | None = None
+        self.usage: Any = None
+        self.finishes: list[str] = []
+
+    def result(self, outcome: Outcome, error: Exception | None, end_at: int | None) -> StreamMetrics:
+        start = self.start
+        m = StreamMetrics(stream_id=self.stream_id, events=self.events, chunks=self.chunks, outcome=outcome)
+        if error is not None:
+            m.error_type = type(error).__name__
+        origin: int | None = None
+        if start is not None:
+            m.provider = start.provider
+            m.wire = start.wire
+            request = start.request
+            model = request.get("model") if request is not None else None
+            m.request_model = model if isinstance(model, str) else None
+            m.response_model = start.model
+            m.server_address = start.server_address
+            m.server_port = start.server_port
+            if start.request_sent_at is not None:
+                origin = start.request_sent_at
+                m.ttfb = (start.at - origin) / 1e9
+            else:
+                origin = start.at
+                m.origin = "headers" if start.first_event_at != start.at else "first_event"
+            if start.first_event_at is not None:
+                m.first_event = (start.first_event_at - origin) / 1e9
+        if origin is None:
+            origin = self.first_content if self.first_content is not None else self.last_at
+            m.origin = "first_event"
+        m.origin_at = origin
+        if origin is None:
+            return m
+        first = self.first_content
+        if first is not None:
+            m.ttft = (first - origin) / 1e9
+        if self.first_text is not None:
+            m.first_text = (self.first_text - origin) / 1e9
+        end = end_at if end_at is not None else self.last_at
+        if end is not None:
+            m.duration = (end - origin) / 1e9
+        m.gaps = [g / 1e9 for g in self.gaps]
+        window = (self.last_content - first) / 1e9 if first is not None else 0.0
+        if window > 0:
+            m.chunks_per_s = len(self.gaps) / window
+        usage = self.usage
+        if usage is not None:
+            m.input_tokens = usage.input_tokens
+            m.output_tokens = usage.output_tokens
+            m.usage_source = usage.source
+            if window > 0 and usage.output_tokens is not None:
+                m.tokens_per_s = usage.output_tokens / window
+        m.finish_reasons = tuple(self.finishes)
+        return m
+
+
+SinkArg = MetricsSink | Iterable[MetricsSink] | None
+
+
+def _sinks(sink: SinkArg) -> tuple[MetricsSink, ...]:
+    if sink is None:
+        return ()
+    candidates: tuple[Any, ...] = (sink,) if isinstance(sink, MetricsSink) else tuple(sink)
+    for candidate in candidates:
+        if not callable(getattr(candidate, "record", None)):
+            raise TypeError(
+                f"tap_metrics() expected a metrics sink (an object with record(metrics)) or a list of them, "
+                f"got {type(candidate).__name__}"
+            )
+    return candidates
+
+
+def tap_metrics(
+    sink: SinkArg = None,
+    /,
+    *,
+    emit: bool = False,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Callable[[Observable[Event]], Observable[Event]]:
+    """Measure each stream as it passes (events unchanged) and hand the figures to sinks.
+
+    Everything is read from the events' own arrival stamps: ``stream.start``'s marks (request
+    sent, headers, first provider event), the first content event (text, reasoning, refusal or a
+    tool call: a ``response.created`` or ``message_start`` is not content, so time to first token
+    is never the time to a metadata event), the first text, the gaps between consecutive content
+    chunks, the last ``usage`` and each ``finish``. Place it *before* ``batch()`` / ``smooth()``
+    (it measures what arrived, not the re-paced output) and after ``aggregate_usage()`` (so
+    tokens per second has a count when the provider sent none).
+
+    .. marble::
+        :alt: tap_metrics
+        -s-a-b-u-e-|
+        [ tap_metrics(sink, emit=True) ]
+        -s-a-b-u-(m,e)-|
+
+    (``s`` stream.start, ``a`` ``b`` text deltas, ``u`` usage, ``e`` stream.end, ``m`` the
+    ``metrics`` event, with ``e``'s ``seq`` and ``at``; without ``emit`` the output is the input.
+    Each sink's ``record`` is called once per stream: at ``stream.end`` (or completion), on an
+    upstream error (``outcome="error"``) or when the consumer disposes first
+    (``outcome="cancelled"``).)
+
+    Args:
+        sink: a :class:`MetricsSink` (``InMemoryMetrics``, ``OpenTelemetryMetrics``,
+            ``PrometheusMetrics`` or your own object with ``record(metrics)``), a list of them,
+            or ``None`` (with ``emit=True``: measure for the event only).
+        emit: add a ``metrics`` event before ``stream.end``; ``collect()`` puts it on
+            ``StreamResult.metrics``.
+        scheduler: the clock that stamps a failure or a cancel, which carry no arrival stamp:
+            pass the replay's scheduler in virtual time, nothing for live sources (their
+            duration then ends at the last event received).
+
+    Returns:
+        An operator over rxstream events.
+
+    Errors:
+        Upstream errors pass through unchanged after the stream is recorded. A sink that raises
+        at ``stream.end`` fails the stream with that exception (everything before it delivered);
+        one that raises while recording an upstream error adds a note to that error; while
+        recording a cancel, it is logged on the ``rxstream.metrics`` logger.
+    """
+    sinks = _sinks(sink)
+    now: Callable[[], int] | None = None
+    if scheduler is not None:
+        clock = scheduler
+
+        def clock_now() -> int:
+            value: datetime = clock.now
+            return stamp_ns(value)
+
+        now = clock_now
+
+    def operator(source: Observable[Event]) -> Observable[Event]:
+        def subscribe(observer: abc.ObserverBase[Event], subscribe_scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+            # One tracker per stream_id: a merge of several streams is measured stream by stream.
+            trackers: dict[str, _Tracker] = {}
+            current = _Tracker()
+            current_id: str | None = None
+            stopped = False
+            content = _CONTENT
+            emit_next = observer.on_next
+
+            def report(m: StreamMetrics) -> None:
+                for s in sinks:
+                    s.record(m)
+
+            def on_next(ev: Any) -> None:
+                nonlocal current, current_id
+                if stopped:
+                    return
+                sid = ev.stream_id
+                if sid is not current_id:
+                    t = trackers.get(sid)
+                    if t is None:
+                        t = trackers[sid] = _Tracker()
+                        t.stream_id = sid
+                    current, current_id = t, sid
+                t = current
+                kind = ev.type
+                t.events += 1
+                at = ev.at
+                t.last_at = at
+                if kind in content:
+                    seq = ev.seq
+                    if seq != t.last_seq and (kind != "reasoning.delta" or ev.text):
+                        t.last_seq = seq
+                        if t.first_content is None:
+                            t.first_content = at
+                        else:
+                            t.gaps.append(at - t.last_content)
+                        t.last_content = at
+                        t.chunks += 1
+                    if kind == "text.delta" and t.first_text is None:
+                        t.first_text = at
+                elif kind == "usage":
+                    t.usage = ev
+                elif kind == "finish":
+                    t.finishes.append(ev.reason or ev.raw_reason or "unknown")
+                elif kind == "stream.start":
+                    t.start = ev
+                elif kind == "stream.end":
+                    del trackers[sid]
+                    current_id = None
+                    if not end(t, ev):
+                        return
+                emit_next(ev)
+
+            def fail(exc: Exception) -> None:
+                nonlocal stopped
+                stopped = True
+                upstream.dispose()
+                observer.on_error(exc)
+
+            def end(t: _Tracker, ev: Any) -> bool:
+                """Record a stream that completed; emit its metrics event. False if a sink failed."""
+                m = t.result("completed", None, ev.at if ev is not None else None)
+                try:
+                    report(m)
+                except Exception as exc:  # noqa: BLE001 - a user's sink, reported per Rx grammar
+                    fail(exc)
+                    return False
+                if emit:
+                    if ev is not None:
+                        emit_next(m.to_event(ev.stream_id, ev.seq, ev.at))
+                    elif t.stream_id is not None and t.last_at is not None:
+                        emit_next(m.to_event(t.stream_id, max(t.last_seq, 0), t.last_at))
+                return True
+
+            def on_error(error: Exception) -> None:
+                nonlocal stopped
+                if stopped:
+                    return
+                stopped = True
+                at = now() if now is not None else None
+                for t in trackers.values():
+                    try:
+                        report(t.result("error", error, at))
+                    except Exception as exc:  # noqa: BLE001 - the upstream error is what the consumer needs
+                        error.add_note(f"tap_metrics: a sink failed recording this error: {type(exc).__name__}: {exc}")
+                trackers.clear()
+                observer.on_error(error)
+
+            def on_completed() -> None:
+                nonlocal stopped
+                if stopped:
+                    return
+                for t in list(trackers.values()):
+                    if not end(t, None):
+                        return
+                trackers.clear()
+                stopped = True
+                observer.on_completed()
+
+            def cancel() -> None:
+                nonlocal stopped
+                if stopped:
+                    return
+                stopped = True
+                at = now() if now is not None else None
+                for t in trackers.values():
+                    try:
+                        report(t.result("cancelled", None, at))
+                    except Exception:  # noqa: BLE001 - nobody left to tell but the log
+                        _log.exception("tap_metrics: a sink failed recording a cancelled stream")
+                trackers.clear()
+
+            upstream = SingleAssignmentDisposable()
+            upstream.disposable = source.subscribe(on_next, on_error, on_completed, scheduler=subscribe_scheduler)
+
+            def dispose() -> None:
+                cancel()
+                upstream.dispose()
+
+            return Disposable(dispose)
+
+        return Observable(subscribe)
+
+    return operator
