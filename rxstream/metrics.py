@@ -6,8 +6,6 @@ the ``otel`` and ``prometheus`` extras and import them only when used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from rxstream.operators._metrics import (
     DURATION_BUCKETS,
     GAP_BUCKETS,
@@ -20,10 +18,6 @@ from rxstream.operators._metrics import (
     format_metrics,
 )
 
-if TYPE_CHECKING:
-    from rxstream.operators._metrics_otel import OpenTelemetryMetrics
-    from rxstream.operators._metrics_prometheus import PrometheusMetrics
-
 __all__ = [
     "DURATION_BUCKETS",
     "GAP_BUCKETS",
@@ -31,22 +25,8 @@ __all__ = [
     "Histogram",
     "InMemoryMetrics",
     "MetricsSink",
-    "OpenTelemetryMetrics",
     "Outcome",
-    "PrometheusMetrics",
     "StreamMetrics",
     "format_metrics",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # The exporters' sinks import their optional dependencies: only when asked for.
-    if name == "OpenTelemetryMetrics":
-        from rxstream.operators._metrics_otel import OpenTelemetryMetrics
-
-        return OpenTelemetryMetrics
-    if name == "PrometheusMetrics":
-        from rxstream.operators._metrics_prometheus import PrometheusMetrics
-
-        return PrometheusMetrics
-    raise AttributeError(f"module 'rxstream.metrics' has no attribute {name!r}")
