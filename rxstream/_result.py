@@ -471,6 +471,7 @@ class ResultAccumulator:
             request=r.request,
             outputs=outputs,
             usage=r.usage,
+            metrics=r.metrics,
             error=error,
             completed=r.completed,
         )

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
@@ -362,7 +362,7 @@ class _Tracker:
                 m.ttfb = (start.at - origin) / 1e9
             else:
                 origin = start.at
-                m.origin = "headers" if start.first_event_at != start.at else "first_event"
+                m.origin = "first_event" if start.first_event_at in (None, start.at) else "headers"
             if start.first_event_at is not None:
                 m.first_event = (start.first_event_at - origin) / 1e9
         if origin is None:
@@ -400,7 +400,13 @@ SinkArg = MetricsSink | Iterable[MetricsSink] | None
 def _sinks(sink: SinkArg) -> tuple[MetricsSink, ...]:
     if sink is None:
         return ()
-    candidates: tuple[Any, ...] = (sink,) if isinstance(sink, MetricsSink) else tuple(sink)
+    given: Any = sink  # checked here: callers may pass anything
+    if isinstance(given, MetricsSink) or not isinstance(given, Iterable):
+        return _checked((given,))
+    return _checked(tuple(cast("Iterable[Any]", given)))
+
+
+def _checked(candidates: tuple[Any, ...]) -> tuple[MetricsSink, ...]:
     for candidate in candidates:
         if not callable(getattr(candidate, "record", None)):
             raise TypeError(
