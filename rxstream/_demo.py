@@ -20,7 +20,8 @@ from rxstream._consume import collect
 from rxstream._errors import RxStreamError
 from rxstream._events import Event, EventBase, JsonPartial, Usage
 from rxstream._result import StreamResult
-from rxstream.operators import JsonAssembler, aggregate_usage, normalize, parse_json
+from rxstream.operators import JsonAssembler, aggregate_usage, normalize, parse_json, tap_metrics
+from rxstream.operators._metrics import InMemoryMetrics, StreamMetrics, format_metrics
 from rxstream.sources import (
     anthropic_messages,
     gemini,
@@ -213,13 +214,54 @@ def _table(rows: list[tuple[str, str]], out: TextIO) -> None:
         out.write(f"    {k.ljust(width)}  {v}\n")
 
 
-async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
+async def _demo(out: TextIO, *, pace: str, color: bool, report: str | None = None) -> int:
+    shown: list[tuple[list[EventBase], StreamMetrics]] = []
+    captions: list[str | None] = []
+    try:
+        return await _scenarios_run(out, pace=pace, color=color, shown=shown, captions=captions)
+    finally:
+        # Written whatever happened: a scenario that failed is on the page with its error.
+        if report is not None:
+            _write_demo_report(out, report, shown, captions)
+
+
+def _write_demo_report(
+    out: TextIO, report: str, shown: list[tuple[list[EventBase], StreamMetrics]], captions: list[str | None]
+) -> None:
+    from rxstream._report import write_report
+
+    note = (
+        "Each stream is a real HTTP request to rxstream's provider emulator on loopback, replaying a "
+        "recorded stream: the timing is real, so the numbers vary from run to run."
+    )
+    try:
+        written = write_report(report, shown, title="rxstream demo", notes=[note], captions=captions)
+    except RxStreamError as exc:
+        out.write(f"\nreport: {exc.message}\n")
+        return
+    out.write(f"\nreport: {written} ({len(shown)} streams; open it in a browser, no network needed)\n")
+
+
+async def _scenarios_run(
+    out: TextIO,
+    *,
+    pace: str,
+    color: bool,
+    shown: list[tuple[list[EventBase], StreamMetrics]],
+    captions: list[str | None],
+) -> int:
+    from rxstream._tokens import tokenizer_for_model
     from rxstream.testing import ProviderEmulator
 
+    # Load both BPEs aggregate_usage() may count with now: loaded on first use, inside the first
+    # scenario, the load (about 200 ms) blocks the loop and shows up as a gap in its timing.
+    for model in ("gpt-4o", None):
+        tokenizer_for_model(model).count("warm")
+    sink = InMemoryMetrics()
     async with ProviderEmulator(pace="fast") as emulator, httpx.AsyncClient(timeout=60) as client:
         out.write(f"rxstream demo: a provider emulator is serving recorded streams on {emulator.base_url}\n")
         out.write(
-            "Each scenario is a real HTTP request through sources -> normalize() -> aggregate_usage() -> collect().\n"
+            "Each scenario is a real HTTP request through sources -> normalize() -> aggregate_usage() -> tap_metrics() -> collect().\n"
         )
         for number, scenario in enumerate(_scenarios(), 1):
             out.write(f"\n{number}. {scenario.title}\n")
@@ -227,20 +269,35 @@ async def _demo(out: TextIO, *, pace: str, color: bool) -> int:
             printer = _Printer(out, color, fields=scenario.parse_json)
             source = scenario.build(emulator.base_url, headers, client)
             seen: list[EventBase] = []
+            kept: list[EventBase] = []
+            # tap_metrics() after aggregate_usage() (tokens per second has a count) and last, so
+            # the page draws every event the consumer got, parse_json()'s included.
+            measure = (tap_metrics(sink), ops.do_action(kept.append))
             if scenario.parse_json:
                 stream = source.pipe(
-                    normalize(), ops.do_action(seen.append), aggregate_usage(), parse_json(), ops.do_action(printer)
+                    normalize(), ops.do_action(seen.append), aggregate_usage(), parse_json(), *measure,
+                    ops.do_action(printer),
                 )
             else:
-                stream = source.pipe(normalize(), ops.do_action(seen.append), aggregate_usage(), ops.do_action(printer))
+                stream = source.pipe(
+                    normalize(), ops.do_action(seen.append), aggregate_usage(), *measure, ops.do_action(printer)
+                )
+            recorded = sink.streams
             try:
                 result = await collect(stream)
             except RxStreamError as exc:
                 printer.close()
                 out.write(f"  failed: {type(exc).__name__}: {exc}\n")
+                if sink.streams > recorded:
+                    shown.append((kept, sink.records[-1]))
+                    captions.append(f"{scenario.title} (failed)")
                 return 1
             printer.close()
-            _summary(result, printer, out, own=_own_count(seen))
+            metrics = sink.records[-1] if sink.streams > recorded else None
+            _summary(result, printer, out, own=_own_count(seen), metrics=metrics)
+            if metrics is not None:
+                shown.append((kept, metrics))
+                captions.append(scenario.title)
     out.write(
         "\nThe same pipeline against a real provider (the key from the environment):\n"
         "    export OPENAI_API_KEY=sk-...\n"
@@ -280,29 +337,38 @@ def _tokens(usage: Usage | None, own: Usage | None) -> str:
     return f"{numbers}, {where}"
 
 
-def _summary(result: StreamResult, printer: _Printer, out: TextIO, *, own: Usage | None = None) -> None:
-    ttft = "-" if printer.first_token is None else f"{(printer.first_token - printer.started) * 1000:.1f} ms"
+def _summary(
+    result: StreamResult,
+    printer: _Printer,
+    out: TextIO,
+    *,
+    own: Usage | None = None,
+    metrics: StreamMetrics | None = None,
+) -> None:
+    """The scenario's summary; with ``metrics`` (``tap_metrics()``'s, from the events' own
+    arrival stamps) their table replaces the printer's wall-clock time to first token."""
     tokens = _tokens(result.usage, own)
     first = result.outputs[0] if result.outputs else None
-    _table(
-        [
-            ("model", f"{result.model} via {result.provider} ({result.wire})"),
-            ("time to first token", ttft),
-            ("events", str(printer.events)),
-            ("tokens", tokens),
-            ("finish", f"{first.finish_reason if first else None}"),
-        ],
-        out,
-    )
+    rows = [("model", f"{result.model} via {result.provider} ({result.wire})")]
+    if metrics is None:
+        ttft = "-" if printer.first_token is None else f"{(printer.first_token - printer.started) * 1000:.1f} ms"
+        rows += [("time to first token", ttft), ("events", str(printer.events))]
+    rows += [("finish", f"{first.finish_reason if first else None}"), ("tokens", tokens)]
+    _table(rows, out)
+    if metrics is not None:
+        out.write("\n" + "".join(f"    {line.rstrip()}\n" for line in format_metrics(metrics).splitlines()))
 
 
-def demo_main(*, pace: str = "400", color: bool | None = None, out: TextIO | None = None) -> int:
-    """Run the offline demo; returns the exit status."""
+def demo_main(
+    *, pace: str = "400", color: bool | None = None, out: TextIO | None = None, report: str | None = None
+) -> int:
+    """Run the offline demo; returns the exit status. ``report``: also write every scenario's
+    timeline and metrics to this HTML file."""
     import asyncio
 
     stream = out or sys.stdout
     use_color = stream.isatty() if color is None else color
-    return asyncio.run(_demo(stream, pace=pace, color=use_color))
+    return asyncio.run(_demo(stream, pace=pace, color=use_color, report=report))
 
 
 CHAT_PROVIDERS = ("openai", "openai-responses", "anthropic", "xai", "gemini", "compatible")

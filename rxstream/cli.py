@@ -8,9 +8,12 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
+from reactivex import Observable
+from reactivex.scheduler import HistoricalScheduler
 
 from rxstream._cassette import Cassette
 from rxstream._chunk import ProviderChunk
@@ -19,6 +22,7 @@ from rxstream._demo import CHAT_PROVIDERS, chat_main, demo_main
 from rxstream._errors import RxStreamError
 from rxstream._events import (
     EVENT_ADAPTER,
+    Event,
     EventBase,
     Finish,
     ProviderEvent,
@@ -31,8 +35,9 @@ from rxstream._events import (
     ToolCallStart,
     Usage,
 )
-from rxstream._result import StreamResult
-from rxstream.operators import normalize
+from rxstream._result import ResultAccumulator, StreamResult
+from rxstream.operators import normalize, tap_metrics
+from rxstream.operators._metrics import InMemoryMetrics
 from rxstream.operators._normalize import StreamNormalizer
 from rxstream.sources._replay import play, read_recording
 
@@ -71,9 +76,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="X",
         help="replay a cassette with its recorded gaps, X times faster (1 = as recorded; default: at once)",
     )
+    replay.add_argument(
+        "--report",
+        metavar="HTML",
+        default=None,
+        help="write a self-contained HTML page with the stream's timeline and metrics; without --speed a "
+        "cassette with timing is replayed in virtual time, at its recorded offsets without waiting",
+    )
     demo = commands.add_parser("demo", help="stream four scenarios from the built-in emulator over real HTTP (no key)")
     demo.add_argument("--pace", default="400", help="events per second, or 'fast' (default: 400)")
     demo.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    demo.add_argument(
+        "--report", metavar="HTML", default=None, help="write an HTML page with every scenario's timeline and metrics"
+    )
     chat = commands.add_parser("chat", help="stream one prompt from a real provider (key from the environment)")
     chat.add_argument("--provider", required=True, choices=CHAT_PROVIDERS)
     chat.add_argument("--model", required=True)
@@ -114,22 +129,83 @@ def _replay(args: argparse.Namespace) -> int:
             if live:
                 out.flush()
 
-    stream = play(tape, speed=args.speed).pipe(
+    report: str | None = args.report
+    sink = InMemoryMetrics()
+    kept: list[EventBase] = []
+    virtual = report is not None and args.speed is None
+    # The report's timeline needs the recorded offsets: without --speed they come from a replay
+    # in virtual time (the recorded timing at once); with it, from the timed replay itself.
+    clock = HistoricalScheduler() if virtual else None
+
+    def measured(source: Observable[Event]) -> Observable[Event]:
+        if report is None:
+            return source
+        return source.pipe(tap_metrics(sink, scheduler=clock), _tap(kept.append))
+
+    stream = play(tape, speed=1.0 if virtual else args.speed, scheduler=clock).pipe(
         normalize(provider_events=args.provider_events),
+        measured,
         _tap(show),
     )
-    try:
-        result = asyncio.run(collect(stream))
-    except RxStreamError as exc:
-        if exc.partial is None:
-            print(f"rxstream: {path}: {exc.message}", file=sys.stderr)
-            return 1
-        result = exc.partial
+    if clock is not None:
+        result = _run_virtual(stream, clock)
+    else:
+        try:
+            result = asyncio.run(collect(stream))
+        except RxStreamError as exc:
+            if exc.partial is None:
+                print(f"rxstream: {path}: {exc.message}", file=sys.stderr)
+                return 1
+            result = exc.partial
     if args.summary_json:
         out.write(orjson.dumps(result.to_summary()) + b"\n")
     elif not args.events:
         out.write(_human(result).encode() + b"\n")
     out.flush()
+    if report is not None:
+        return _write_replay_report(report, tape, args.speed, kept, sink)
+    return 0
+
+
+def _run_virtual(stream: Observable[Event], clock: HistoricalScheduler) -> StreamResult:
+    """Run a replay scheduled on a virtual clock to its end and accumulate what it delivered."""
+    accumulator = ResultAccumulator()
+    errors: list[Exception] = []
+    stream.subscribe(accumulator.feed, errors.append, scheduler=clock)
+    clock.start()
+    if not errors:
+        return accumulator.result()
+    error = errors[0]
+    if not isinstance(error, RxStreamError):
+        raise error
+    return accumulator.result(error=error)
+
+
+def _write_replay_report(
+    report: str, tape: Cassette, speed: float | None, events: list[EventBase], sink: InMemoryMetrics
+) -> int:
+    from rxstream._report import pair_streams, write_report
+
+    if not tape.timed:
+        note = f"{tape.name}: a recording without timing, replayed at once."
+    elif speed is None:
+        note = (
+            f"{tape.name}: a cassette with timing, replayed in virtual time: every event at its recorded "
+            "offset, without waiting for it."
+        )
+    else:
+        note = (
+            f"{tape.name}: replayed in real time at {speed:g}x the recorded pace: the offsets are the "
+            f"replay's own (the recorded ones divided by {speed:g}, plus scheduling delay)."
+        )
+    streams = pair_streams(events, sink.records)
+    try:
+        written = write_report(report, streams, title=f"rxstream replay: {Path(tape.name).name}", notes=[note])
+    except RxStreamError as exc:
+        print(f"rxstream: {exc.message}", file=sys.stderr)
+        return 1
+    # stderr: stdout stays what --events / --summary-json promise.
+    print(f"rxstream: report written to {written} ({len(streams)} stream(s), {len(events)} events)", file=sys.stderr)
     return 0
 
 
@@ -372,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "demo":
-        return demo_main(pace=args.pace, color=False if args.no_color else None)
+        return demo_main(pace=args.pace, color=False if args.no_color else None, report=args.report)
     if args.command == "chat":
         return chat_main(args.provider, args.model, args.prompt, args.base_url)
     if args.command == "record":

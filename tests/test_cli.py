@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +118,17 @@ def test_demo_runs_offline_over_real_http() -> None:
     assert "time to first token" in out and "76 in / 24 out, from the provider" in out
     assert "rxstream chat --provider openai" in out
     assert "\x1b[" not in out, "--no-color means no ANSI codes"
+    # After each scenario's usage line, tap_metrics()'s table (real timing: the structure, not values).
+    tables = out.split("metric (from request sent)")
+    assert len(tables) == 5
+    for before, table in itertools.pairwise(tables):
+        assert before.rstrip().splitlines()[-1].lstrip().startswith("tokens ")
+        rows = [line.strip() for line in table.splitlines()[2:14]]
+        assert [row.split("  ")[0] for row in rows[:11]] == [
+            "time to first byte", "first provider event", "time to first token", "first text", "duration",
+            "events / content chunks", "inter-chunk gap", "output tokens", "tokens/s", "chunks/s", "outcome",
+        ]
+        assert rows[0].endswith(" ms") and rows[10].endswith("completed") and rows[11].startswith("finish")
 
 
 def test_chat_without_a_key_says_which_variable(tmp_path: Path) -> None:
@@ -315,3 +328,109 @@ def test_inspect_a_raw_recording_and_refuse_bad_input(tmp_path: Path, capsys: py
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
     bad_speed = rxstream("replay", str(RECORDINGS / "openai-chat-text-1.sse"), "--speed", "0")
     assert bad_speed.returncode == 2 and "--speed" in bad_speed.stderr
+
+
+# -- --report ----------------------------------------------------------------------------------------
+
+
+def _report_marks(path: Path) -> list[tuple[dict[str, str], str]]:
+    from tests.test_report import Page, marks
+
+    return marks(Page(path.read_text(encoding="utf-8")))
+
+
+def _small_cassette(path: Path, gaps_ms: float = 10.0) -> list[float]:
+    rows: list[dict[str, Any]] = [
+        {"format": "rxstream.cassette", "version": 1, "timing": True},
+        {"kind": "open", "ms": 5.0, "wire": "openai.chat",
+         "open": {"provider": "openai", "request": {"model": "gpt"}, "status": 200, "headers": {},
+                  "request_id": "r", "url": None, "request_sent_ms": 0.0, "headers_ms": 5.0}},
+    ]
+    offsets = [20.0 + gaps_ms * i for i in range(5)]
+    for i, ms in enumerate(offsets):
+        delta = {"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}
+        rows.append({"kind": "data", "ms": ms, "data": {"object": "chat.completion.chunk", "choices": [delta]}})
+    rows.append({"kind": "complete", "ms": offsets[-1] + 1})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return offsets
+
+
+def test_replay_report_keeps_what_events_and_summary_print(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recording = str(RECORDINGS / "openai-chat-toolcall-1.sse")
+    plain = cli(capsys, "replay", recording, "--events", "--summary-json")
+    report = tmp_path / "raw.html"
+    reported = cli(capsys, "replay", recording, "--events", "--summary-json", "--report", str(report))
+    assert reported.returncode == 0, reported.stderr
+
+    def shape(run: subprocess.CompletedProcess[str]) -> list[Any]:
+        *events, summary = run.stdout.strip().splitlines()
+        return [{k: v for k, v in json.loads(e).items() if k not in ("at", "stream_id", "request_sent_at", "first_event_at")} for e in events] + [summary]
+
+    assert shape(reported) == shape(plain), "stdout is still one JSON event per line, then the summary"
+    assert reported.stderr.strip() == f"rxstream: report written to {report} (1 stream(s), {len(plain.stdout.splitlines()) - 1} events)"
+    page = report.read_text(encoding="utf-8")
+    assert "a recording without timing" in page and "same arrival stamp" in page
+    assert {attrs["data-ms"] for attrs, _ in _report_marks(report)} == {"0.000"}
+
+
+def test_replay_report_with_speed_measures_the_timed_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cassette = tmp_path / "small.jsonl"
+    offsets = _small_cassette(cassette)
+    report = tmp_path / "fast.html"
+    # Real time is the point of --speed: 60 ms recorded, played 4x faster.
+    run = cli(capsys, "replay", str(cassette), "--speed", "4", "--report", str(report))
+    assert run.returncode == 0, run.stderr
+    assert "text: 'w0 w1 w2 w3 w4 '" in run.stdout
+    page = report.read_text(encoding="utf-8")
+    assert "replayed in real time at 4x the recorded pace" in page
+    texts = [float(attrs["data-ms"]) for attrs, title in _report_marks(report) if title.startswith("text.delta")]
+    assert texts == sorted(texts) and len(texts) == 5
+    for drawn, recorded in zip(texts, offsets, strict=True):
+        assert recorded / 4 - 0.01 <= drawn < recorded / 4 + 500
+
+
+def test_replay_report_in_virtual_time_shows_the_recorded_offsets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    cassette = tmp_path / "slow.jsonl"
+    offsets = _small_cassette(cassette, gaps_ms=5_000.0)
+    report = tmp_path / "slow.html"
+    began = time.perf_counter()
+    run = cli(capsys, "replay", str(cassette), "--report", str(report))
+    assert run.returncode == 0, run.stderr
+    assert time.perf_counter() - began < 10, "20 s recorded, not waited for"
+    texts = [float(attrs["data-ms"]) for attrs, title in _report_marks(report) if title.startswith("text.delta")]
+    assert texts == offsets
+    assert "replayed in virtual time" in report.read_text(encoding="utf-8")
+
+
+def test_replay_report_of_a_failed_stream_and_an_unwritable_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recording = str(RECORDINGS / "groq-chat-reasoning-error-1.sse")
+    report = tmp_path / "failed.html"
+    run = cli(capsys, "replay", recording, "--summary-json", "--report", str(report))
+    assert run.returncode == 0 and json.loads(run.stdout.splitlines()[-1])["error"]["type"] == "ProviderError"
+    assert "error: ProviderError" in report.read_text(encoding="utf-8")
+    bad = cli(capsys, "replay", recording, "--report", str(tmp_path / "no" / "such" / "dir.html"))
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write the report" in lines[0] and "Traceback" not in bad.stderr
+
+
+def test_demo_report_has_every_scenario(tmp_path: Path) -> None:
+    import io
+
+    from rxstream._demo import demo_main
+    from tests.test_report import Page
+
+    report = tmp_path / "demo.html"
+    out = io.StringIO()
+    assert demo_main(pace="fast", color=False, out=out, report=str(report)) == 0
+    assert f"report: {report} (4 streams" in out.getvalue()
+    page = Page(report.read_text(encoding="utf-8"))
+    sections = page.find("section", "stream")
+    assert len(sections) == 4
+    headings = [text for _, text in page.find("h2")]
+    assert headings[0].startswith("1OpenAI chat: a tool call") and headings[3].startswith("4OpenAI Responses")
+    printed = [int(n) for n in re.findall(r"events / content chunks\s+(\d+) /", out.getvalue())]
+    assert [int(attrs["data-events"]) for attrs, _ in sections] == printed
+    assert all(attrs["data-marks"] == attrs["data-events"] for attrs, _ in sections)

@@ -362,7 +362,7 @@ def test_in_memory_sink_bounds_what_it_keeps_and_counts_everything() -> None:
     assert sink.streams == 10 and sink.errors == 2
     gap = sink.histograms["gap"]
     assert gap.count == 20 and gap.sum == pytest.approx(0.5)
-    assert dict(gap.cumulative())[0.025] == 10 and gap.cumulative()[-1][1] == 20
+    assert dict(gap.cumulative())[0.02] == 10 and dict(gap.cumulative())[0.04] == 20 == gap.cumulative()[-1][1]
     assert sink.histograms["ttft"].count == 10
     table = sink.summary()
     assert "p  " in table and "m  " in table and "10 stream(s) seen, 2 failed" in table
@@ -403,3 +403,15 @@ def test_the_operator_is_in_the_public_namespace() -> None:
 
     assert operators.tap_metrics is tap_metrics
     assert ops is not None  # reactivex operators compose with it (used above through pipe)
+
+
+def test_a_failure_before_any_event_is_recorded_too() -> None:
+    """An HTTP 429 or a refused connection fails before stream.start: still a failed stream."""
+    boom = ProviderUnavailableError("service unavailable", status=503)
+    sink = InMemoryMetrics()
+    errors: list[Exception] = []
+    reactivex.throw(boom).pipe(tap_metrics(sink)).subscribe(on_error=errors.append)
+    assert errors == [boom]
+    [m] = sink.records
+    assert m.outcome == "error" and m.error_type == "ProviderUnavailableError" and m.events == 0
+    assert m.provider is None and m.duration is None and sink.errors == 1

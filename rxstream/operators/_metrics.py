@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from array import array
-from collections import deque
+from bisect import bisect_left
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from reactivex import Observable, abc
@@ -25,7 +27,6 @@ from rxstream._events import Event, Metrics, StreamStart, UsageSource, make_even
 
 __all__ = [
     "DURATION_BUCKETS",
-    "GAP_BUCKETS",
     "TOKEN_BUCKETS",
     "Histogram",
     "InMemoryMetrics",
@@ -33,6 +34,7 @@ __all__ = [
     "Outcome",
     "StreamMetrics",
     "format_metrics",
+    "metrics_rows",
     "tap_metrics",
 ]
 
@@ -40,12 +42,10 @@ _log = logging.getLogger("rxstream.metrics")
 
 Outcome = Literal["completed", "error", "cancelled"]
 
-# The OpenTelemetry GenAI conventions' advisory bucket boundaries (seconds; tokens).
+# The OpenTelemetry GenAI conventions' advisory bucket boundaries: every client time metric
+# (duration, time to first chunk, time per output chunk) in seconds; token counts.
 DURATION_BUCKETS: tuple[float, ...] = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-)
-GAP_BUCKETS: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 )
 TOKEN_BUCKETS: tuple[float, ...] = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
@@ -79,7 +79,8 @@ class StreamMetrics:
         events: events seen; ``chunks``: content chunks (a provider message whose content spans
             several events counts once).
         gaps: the gaps between consecutive content chunks, in arrival order.
-        output_tokens: from the last ``usage`` event, ``usage_source`` saying whose count.
+        input_tokens, output_tokens, cache_*, reasoning_tokens: from the last ``usage`` event,
+            ``usage_source`` saying whose count.
         tokens_per_s / chunks_per_s: over the generation window, first to last content.
         finish_reasons: each output's ``finish.reason`` (the provider's word when unmapped).
         outcome: ``completed``, ``error`` or ``cancelled`` (the consumer disposed first).
@@ -105,6 +106,9 @@ class StreamMetrics:
     gaps: list[float] = field(default_factory=list[float])
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
     usage_source: UsageSource | None = None
     tokens_per_s: float | None = None
     chunks_per_s: float | None = None
@@ -180,14 +184,19 @@ class Histogram:
 
     def observe(self, value: float) -> None:
         """Count one value in the first bucket whose upper bound is at least ``value``."""
-        index = 0
-        for bound in self.boundaries:
-            if value <= bound:
-                break
-            index += 1
-        self.counts[index] += 1
+        self.counts[bisect_left(self.boundaries, value)] += 1
         self.count += 1
         self.sum += value
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        """Count many values at once (C loops: a stream's gaps cost little per gap)."""
+        if not values:
+            return
+        counts = self.counts
+        for index, n in Counter(map(partial(bisect_left, self.boundaries), values)).items():
+            counts[index] += n
+        self.count += len(values)
+        self.sum += math.fsum(values)
 
     def cumulative(self) -> list[tuple[float, int]]:
         """``(upper bound, count of values at most that)`` per bucket, ``inf`` last."""
@@ -217,7 +226,7 @@ class InMemoryMetrics:
         self.histograms: dict[str, Histogram] = {
             "duration": Histogram(DURATION_BUCKETS),
             "ttft": Histogram(DURATION_BUCKETS),
-            "gap": Histogram(GAP_BUCKETS),
+            "gap": Histogram(DURATION_BUCKETS),
             "output_tokens": Histogram(TOKEN_BUCKETS),
             "tokens_per_s": Histogram(tuple(b * 100 for b in DURATION_BUCKETS)),
         }
@@ -233,9 +242,7 @@ class InMemoryMetrics:
             h["duration"].observe(metrics.duration)
         if metrics.ttft is not None:
             h["ttft"].observe(metrics.ttft)
-        observe_gap = h["gap"].observe
-        for gap in metrics.gaps:
-            observe_gap(gap)
+        h["gap"].observe_many(metrics.gaps)
         if metrics.output_tokens is not None:
             h["output_tokens"].observe(metrics.output_tokens)
         if metrics.tokens_per_s is not None:
@@ -282,10 +289,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def format_metrics(metrics: StreamMetrics) -> str:
-    """One stream's metrics as a two-column text table (what ``rxstream demo`` prints)."""
+def metrics_rows(metrics: StreamMetrics) -> list[tuple[str, str]]:
+    """One stream's metrics as ``(label, value)`` rows: what ``format_metrics`` and the report show."""
     stats = metrics.gap_stats()
-    origin = {"request": "request sent", "headers": "headers", "first_event": "first event"}[metrics.origin]
     tokens = "-"
     if metrics.output_tokens is not None:
         tokens = f"{metrics.output_tokens} ({metrics.usage_source or 'unknown'})"
@@ -307,7 +313,15 @@ def format_metrics(metrics: StreamMetrics) -> str:
     ]
     if metrics.finish_reasons:
         rows.append(("finish", ", ".join(metrics.finish_reasons)))
-    return _table((f"metric (from {origin})", "value"), rows)
+    return rows
+
+
+ORIGIN_NAMES: dict[str, str] = {"request": "request sent", "headers": "headers", "first_event": "first event"}
+
+
+def format_metrics(metrics: StreamMetrics) -> str:
+    """One stream's metrics as a two-column text table (what ``rxstream demo`` prints)."""
+    return _table((f"metric (from {ORIGIN_NAMES[metrics.origin]})", "value"), metrics_rows(metrics))
 
 
 class _Tracker:
@@ -320,8 +334,8 @@ class _Tracker:
         "first_content",
         "first_text",
         "gaps",
-        "last_at",
         "last_content",
+        "last_ev",
         "last_seq",
         "start",
         "stream_id",
@@ -336,7 +350,7 @@ class _Tracker:
         self.first_text: int | None = None
         self.last_content = 0
         self.last_seq = -1
-        self.last_at: int | None = None
+        self.last_ev: Any = None
         self.start: StreamStart | None = None
         self.stream_id: str | None = None
         self.usage: Any = None
@@ -365,8 +379,9 @@ class _Tracker:
                 m.origin = "first_event" if start.first_event_at in (None, start.at) else "headers"
             if start.first_event_at is not None:
                 m.first_event = (start.first_event_at - origin) / 1e9
+        last_at: int | None = self.last_ev.at if self.last_ev is not None else None
         if origin is None:
-            origin = self.first_content if self.first_content is not None else self.last_at
+            origin = self.first_content if self.first_content is not None else last_at
             m.origin = "first_event"
         m.origin_at = origin
         if origin is None:
@@ -376,7 +391,7 @@ class _Tracker:
             m.ttft = (first - origin) / 1e9
         if self.first_text is not None:
             m.first_text = (self.first_text - origin) / 1e9
-        end = end_at if end_at is not None else self.last_at
+        end = end_at if end_at is not None else last_at
         if end is not None:
             m.duration = (end - origin) / 1e9
         m.gaps = [g / 1e9 for g in self.gaps]
@@ -387,6 +402,9 @@ class _Tracker:
         if usage is not None:
             m.input_tokens = usage.input_tokens
             m.output_tokens = usage.output_tokens
+            m.cache_read_input_tokens = usage.cache_read_input_tokens
+            m.cache_write_input_tokens = usage.cache_write_input_tokens
+            m.reasoning_tokens = usage.reasoning_tokens
             m.usage_source = usage.source
             if window > 0 and usage.output_tokens is not None:
                 m.tokens_per_s = usage.output_tokens / window
@@ -401,7 +419,7 @@ def _sinks(sink: SinkArg) -> tuple[MetricsSink, ...]:
     if sink is None:
         return ()
     given: Any = sink  # checked here: callers may pass anything
-    if isinstance(given, MetricsSink) or not isinstance(given, Iterable):
+    if callable(getattr(given, "record", None)) or not isinstance(given, Iterable):
         return _checked((given,))
     return _checked(tuple(cast("Iterable[Any]", given)))
 
@@ -478,57 +496,84 @@ def tap_metrics(
     def operator(source: Observable[Event]) -> Observable[Event]:
         def subscribe(observer: abc.ObserverBase[Event], subscribe_scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
             # One tracker per stream_id: a merge of several streams is measured stream by stream.
+            # The current stream's hot counters live in closure cells (pydantic attribute reads
+            # and slot writes cost several times a cell's); they go back to its tracker when
+            # another stream's event arrives or a stream is recorded.
             trackers: dict[str, _Tracker] = {}
-            current = _Tracker()
-            current_id: str | None = None
+            cur = _Tracker()
+            current_id: Any = None
+            events = chunks = last_content = 0
+            last_seq = -1
+            last_ev: Any = None
+            want_text = True
+            gaps_append = cur.gaps.append
             stopped = False
             content = _CONTENT
             emit_next = observer.on_next
+
+            def save() -> None:
+                cur.events, cur.chunks, cur.last_seq, cur.last_content, cur.last_ev = (
+                    events, chunks, last_seq, last_content, last_ev
+                )
+
+            def switch(sid: str) -> None:
+                nonlocal cur, current_id, events, chunks, last_seq, last_content, last_ev, want_text, gaps_append
+                if current_id is not None:
+                    save()
+                t = trackers.get(sid)
+                if t is None:
+                    t = trackers[sid] = _Tracker()
+                    t.stream_id = sid
+                cur, current_id = t, sid
+                events, chunks, last_seq, last_content, last_ev = t.events, t.chunks, t.last_seq, t.last_content, t.last_ev
+                want_text = t.first_text is None
+                gaps_append = t.gaps.append
 
             def report(m: StreamMetrics) -> None:
                 for s in sinks:
                     s.record(m)
 
             def on_next(ev: Any) -> None:
-                nonlocal current, current_id
+                nonlocal current_id, events, chunks, last_seq, last_content, last_ev, want_text
                 if stopped:
                     return
-                sid = ev.stream_id
-                if sid is not current_id:
-                    t = trackers.get(sid)
-                    if t is None:
-                        t = trackers[sid] = _Tracker()
-                        t.stream_id = sid
-                    current, current_id = t, sid
-                t = current
-                kind = ev.type
-                t.events += 1
-                at = ev.at
-                t.last_at = at
+                d = ev.__dict__
+                if d["stream_id"] is not current_id:
+                    switch(d["stream_id"])
+                kind = d["type"]
+                events += 1
+                last_ev = ev
                 if kind in content:
-                    seq = ev.seq
-                    if seq != t.last_seq and (kind != "reasoning.delta" or ev.text):
-                        t.last_seq = seq
-                        if t.first_content is None:
-                            t.first_content = at
+                    seq = d["seq"]
+                    if seq != last_seq and (kind != "reasoning.delta" or d["text"]):
+                        at = d["at"]
+                        if chunks:
+                            gaps_append(at - last_content)
                         else:
-                            t.gaps.append(at - t.last_content)
-                        t.last_content = at
-                        t.chunks += 1
-                    if kind == "text.delta" and t.first_text is None:
-                        t.first_text = at
+                            cur.first_content = at
+                        last_seq = seq
+                        last_content = at
+                        chunks += 1
+                    if want_text and kind == "text.delta":
+                        cur.first_text = d["at"]
+                        want_text = False
                 elif kind == "usage":
-                    t.usage = ev
+                    cur.usage = ev
                 elif kind == "finish":
-                    t.finishes.append(ev.reason or ev.raw_reason or "unknown")
+                    cur.finishes.append(d["reason"] or d["raw_reason"] or "unknown")
                 elif kind == "stream.start":
-                    t.start = ev
+                    cur.start = ev
                 elif kind == "stream.end":
-                    del trackers[sid]
+                    save()
+                    t = trackers.pop(current_id)
                     current_id = None
                     if not end(t, ev):
                         return
                 emit_next(ev)
+
+            def flush_current() -> None:
+                if current_id is not None:
+                    save()
 
             def fail(exc: Exception) -> None:
                 nonlocal stopped
@@ -547,8 +592,8 @@ def tap_metrics(
                 if emit:
                     if ev is not None:
                         emit_next(m.to_event(ev.stream_id, ev.seq, ev.at))
-                    elif t.stream_id is not None and t.last_at is not None:
-                        emit_next(m.to_event(t.stream_id, max(t.last_seq, 0), t.last_at))
+                    elif t.stream_id is not None and t.last_ev is not None:
+                        emit_next(m.to_event(t.stream_id, t.last_ev.seq, t.last_ev.at))
                 return True
 
             def on_error(error: Exception) -> None:
@@ -556,8 +601,10 @@ def tap_metrics(
                 if stopped:
                     return
                 stopped = True
+                flush_current()
                 at = now() if now is not None else None
-                for t in trackers.values():
+                # A failure before any event (an HTTP 429, a refused connection) is a stream too.
+                for t in trackers.values() if trackers else (_Tracker(),):
                     try:
                         report(t.result("error", error, at))
                     except Exception as exc:  # noqa: BLE001 - the upstream error is what the consumer needs
@@ -569,6 +616,7 @@ def tap_metrics(
                 nonlocal stopped
                 if stopped:
                     return
+                flush_current()
                 for t in list(trackers.values()):
                     if not end(t, None):
                         return
@@ -581,6 +629,7 @@ def tap_metrics(
                 if stopped:
                     return
                 stopped = True
+                flush_current()
                 at = now() if now is not None else None
                 for t in trackers.values():
                     try:
