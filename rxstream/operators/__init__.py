@@ -9,6 +9,7 @@ from rxstream.operators._metrics import tap_metrics
 from rxstream.operators._normalize import normalize
 from rxstream.operators._record import record
 from rxstream.operators._smooth import smooth
+from rxstream.operators._timeout import timeout
 from rxstream.operators._usage import aggregate_usage
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "split_by_stream",
     "tag",
     "tap_metrics",
+    "timeout",
     "where",
 ]
