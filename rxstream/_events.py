@@ -258,6 +258,7 @@ class Metrics(EventBase):
     tokens_per_s: float | None = None
     chunks_per_s: float | None = None
     finish_reasons: tuple[str, ...] = ()
+    restarts: int = 0
 
 
 class StreamRestart(EventBase):

@@ -415,3 +415,22 @@ def test_a_failure_before_any_event_is_recorded_too() -> None:
     [m] = sink.records
     assert m.outcome == "error" and m.error_type == "ProviderUnavailableError" and m.events == 0
     assert m.provider is None and m.duration is None and sink.errors == 1
+
+
+def test_a_restart_keeps_the_first_attempts_origin_and_is_counted() -> None:
+    from rxstream._events import StreamRestart
+
+    first = start(at=100_000_000, sent=0)
+    again = start(at=900_000_000, sent=800_000_000)
+    events = [
+        first, text("a", 1, 300),
+        make_event(StreamRestart, stream_id="t", seq=1, at=700_000_000, attempt=2, reason="dropped"),
+        again, text("a", 1, 1000), text("b", 2, 1100), end_event(2, 1100),
+    ]
+    sink = InMemoryMetrics()
+    out: list[Any] = []
+    reactivex.from_iterable(events).pipe(tap_metrics(sink, emit=True)).subscribe(out.append)
+    [m] = sink.records
+    assert m.restarts == 1 and m.ttfb == pytest.approx(0.1) and m.ttft == pytest.approx(0.3)
+    assert m.duration == pytest.approx(1.1) and m.gaps == pytest.approx([0.7, 0.1])
+    assert next(e for e in out if e.type == "metrics").restarts == 1

@@ -83,6 +83,8 @@ class StreamMetrics:
             ``usage_source`` saying whose count.
         tokens_per_s / chunks_per_s: over the generation window, first to last content.
         finish_reasons: each output's ``finish.reason`` (the provider's word when unmapped).
+        restarts: ``stream.restart`` events seen (``retry(after_content="restart")``): marks stay
+            measured from the first attempt's request, as the consumer waited.
         outcome: ``completed``, ``error`` or ``cancelled`` (the consumer disposed first).
         error_type: the error's class name, for ``error``.
     """
@@ -113,6 +115,7 @@ class StreamMetrics:
     tokens_per_s: float | None = None
     chunks_per_s: float | None = None
     finish_reasons: tuple[str, ...] = ()
+    restarts: int = 0
     outcome: Outcome = "completed"
     error_type: str | None = None
 
@@ -157,6 +160,7 @@ class StreamMetrics:
             tokens_per_s=self.tokens_per_s,
             chunks_per_s=self.chunks_per_s,
             finish_reasons=self.finish_reasons,
+            restarts=self.restarts,
         )
 
 
@@ -337,6 +341,7 @@ class _Tracker:
         "last_content",
         "last_ev",
         "last_seq",
+        "restarts",
         "start",
         "stream_id",
         "usage",
@@ -355,6 +360,7 @@ class _Tracker:
         self.stream_id: str | None = None
         self.usage: Any = None
         self.finishes: list[str] = []
+        self.restarts = 0
 
     def result(self, outcome: Outcome, error: Exception | None, end_at: int | None) -> StreamMetrics:
         start = self.start
@@ -409,6 +415,7 @@ class _Tracker:
             if window > 0 and usage.output_tokens is not None:
                 m.tokens_per_s = usage.output_tokens / window
         m.finish_reasons = tuple(self.finishes)
+        m.restarts = self.restarts
         return m
 
 
@@ -449,7 +456,9 @@ def tap_metrics(
     is never the time to a metadata event), the first text, the gaps between consecutive content
     chunks, the last ``usage`` and each ``finish``. Place it *before* ``batch()`` / ``smooth()``
     (it measures what arrived, not the re-paced output) and after ``aggregate_usage()`` (so
-    tokens per second has a count when the provider sent none).
+    tokens per second has a count when the provider sent none). With ``retry()``: before it,
+    each attempt is measured as its own stream (failed attempts recorded as errors); after it,
+    what the consumer saw (one stream, ``restarts`` counted, marks from the first request).
 
     .. marble::
         :alt: tap_metrics
@@ -562,7 +571,13 @@ def tap_metrics(
                 elif kind == "finish":
                     cur.finishes.append(d["reason"] or d["raw_reason"] or "unknown")
                 elif kind == "stream.start":
-                    cur.start = ev
+                    # After a retry's stream.restart the new attempt's start keeps the first one's
+                    # origin: the consumer waited for both.
+                    if cur.start is None:
+                        cur.start = ev
+                elif kind == "stream.restart":
+                    cur.restarts += 1
+                    last_seq = -1  # the new attempt numbers its messages from the start again
                 elif kind == "stream.end":
                     save()
                     t = trackers.pop(current_id)
