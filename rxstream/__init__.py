@@ -17,6 +17,7 @@ from rxstream._errors import (
     StreamTimeoutError,
     TransportError,
 )
+from rxstream._limits import Limits
 from rxstream._result import ContentPart, OutputResult, StreamResult, ToolCallResult
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "HTTPStatusError",
     "JsonError",
     "LimitExceededError",
+    "Limits",
     "OutputResult",
     "ProtocolError",
     "ProviderChunk",

@@ -64,12 +64,18 @@ class ProtocolError(RxStreamError):
 
 class LimitExceededError(RxStreamError):
     """Raised when a configured size or count limit is crossed (an SSE line or event, a JSON
-    array element, tool arguments, nesting). ``limit`` names the limit, ``value`` its bound."""
+    array element, tool arguments, nesting, outputs, tool calls).
 
-    def __init__(self, message: str, *, limit: str, value: int) -> None:
+    ``limit`` names the limit (a field of :class:`rxstream.Limits`, e.g.
+    ``"max_sse_line_bytes"``), ``value`` its configured bound, ``actual`` what arrived (at
+    least that much: counting stops at the first unit over the bound), or None when unknown.
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, actual: int | None = None) -> None:
         super().__init__(message)
         self.limit = limit
         self.value = value
+        self.actual = actual
 
 
 class ProviderError(RxStreamError):

@@ -14,6 +14,8 @@ from rxstream import (
     AuthenticationError,
     BadRequestError,
     HTTPStatusError,
+    LimitExceededError,
+    Limits,
     ProtocolError,
     ProviderUnavailableError,
     RateLimitError,
@@ -274,6 +276,39 @@ def test_wrong_content_type_is_a_protocol_error() -> None:
     err = failure(transport)
     assert isinstance(err, ProtocolError)
     assert "text/html" in str(err) and "text/event-stream" in str(err) and "login" in str(err)
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body that never ends (a misbehaving server); counts the pieces read."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.sent < 2000:  # a guard: the test fails on a body read to its end
+            self.sent += 1
+            yield b"x" * 1024
+
+
+@pytest.mark.parametrize(("status", "content_type"), [(500, "application/json"), (200, "text/html")])
+def test_a_body_that_is_not_the_stream_is_read_only_so_far(status: int, content_type: str) -> None:
+    # Regression (issue 8 fuzzing): an error answer or a wrong content type was read whole.
+    stream = _Endless()
+    transport = httpx.MockTransport(lambda _: httpx.Response(status, headers={"content-type": content_type}, stream=stream))
+    limits = Limits(max_json_element_bytes=10 * 1024)
+    err = failure(transport, lambda c: openai_chat(model="m", messages=[], api_key=KEY, client=c, limits=limits))
+    assert isinstance(err, ProviderUnavailableError if status == 500 else ProtocolError)
+    assert stream.sent <= 10
+    assert "xxxx" in str(err)
+
+
+def test_limits_reach_the_body_decoder() -> None:
+    body = b"data: " + b"x" * 100 + b"\n\n"
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, headers=SSE, content=body))
+    err = failure(transport, lambda c: openai_chat(model="m", messages=[], api_key=KEY, client=c, limits=Limits(max_sse_line_bytes=50)))
+    assert isinstance(err, LimitExceededError) and err.limit == "max_sse_line_bytes" and err.value == 50
+    with pytest.raises(ValueError, match="Limits"):
+        openai_chat(model="m", messages=[], api_key=KEY, limits=50)  # type: ignore[arg-type]
 
 
 def test_connection_failure_is_a_transport_error() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rxstream._errors import JsonError
+from rxstream._errors import JsonError, LimitExceededError
 from rxstream.operators._json_stream import PythonDocument, Report, YajlDocument
 from tests.test_json_partial import SMALL_DOCS
 
@@ -24,8 +24,8 @@ def run(doc: Document, fragments: list[str]) -> list[Any]:
         out.extend(doc.feed(fragment) for fragment in fragments)
         out.append(doc.finish())
         out.append((doc.truncated, doc.value, doc.value_count))
-    except JsonError as exc:
-        out.append(("error", str(exc)))
+    except (JsonError, LimitExceededError) as exc:
+        out.append(("error", str(exc), type(exc).__name__))
     return out
 
 
@@ -74,6 +74,40 @@ def test_fast_path_says_exactly_what_the_python_parser_says(value: Any, ascii_on
     fast = run(YajlDocument(), fragments)
     assert fast == run(PythonDocument(), fragments)
     assert fast[-1] == (False, value, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.integers(1, 6), st.lists(st.integers(0, 10**6), max_size=12))
+def test_both_paths_enforce_the_same_depth_limit(value: Any, max_depth: int, cuts: list[int]) -> None:
+    # The fast path hands a fragment that could cross the limit to the pure-Python parser,
+    # which raises at the exact position: both say the same, at any split.
+    text = json.dumps(value)
+    fragments = splits(text, cuts)
+    fast = run(YajlDocument(max_depth=max_depth), fragments)
+    assert fast == run(PythonDocument(max_depth=max_depth), fragments)
+    deepest = _depth(value)
+    if deepest > max_depth:
+        assert fast[-1][0] == "error" and fast[-1][2] == "LimitExceededError"
+        assert f"max_json_depth={max_depth}" in fast[-1][1]
+    else:
+        assert fast[-1] == (False, value, 1)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_a_million_brackets_never_reach_yajl() -> None:
+    # Regression (issue 8): yajl turned every bracket of a fragment into an event before any
+    # check ran; a fragment that could cross the limit now goes to the pure-Python parser.
+    doc = YajlDocument(max_depth=128)
+    with pytest.raises(LimitExceededError, match="position 128"):
+        doc.feed("[" * 1_000_000)
+    assert doc._slow is not None  # pyright: ignore[reportPrivateUsage]
 
 
 @pytest.mark.parametrize("text", SMALL_DOCS)

@@ -330,9 +330,9 @@ def test_line_limit_without_any_line_break_stays_bounded() -> None:
     with pytest.raises(LimitExceededError) as info:
         for _ in range(1000):
             decoder.feed(b"x" * 64)
-    assert info.value.limit == "max_line_bytes"
+    assert info.value.limit == "max_sse_line_bytes"
     assert info.value.value == 1000
-    assert "max_line_bytes=1000" in info.value.message
+    assert "max_sse_line_bytes=1000" in info.value.message
     assert "without a line break" in info.value.message
     # Raised as soon as the pending line passed the limit, not after everything was buffered.
     assert "got at least 1024 characters" in info.value.message
@@ -342,7 +342,7 @@ def test_line_limit_applies_to_complete_lines_in_one_feed() -> None:
     assert decode(b"data: " + b"x" * 94 + b"\n\n", max_line_bytes=100) == [E("x" * 94)]
     with pytest.raises(LimitExceededError) as info:
         decode(b"data: a\n\n" + b"data: " + b"x" * 95 + b"\n\ndata: b\n\n", max_line_bytes=100)
-    assert info.value.limit == "max_line_bytes"
+    assert info.value.limit == "max_sse_line_bytes"
     assert "got at least 101 characters" in info.value.message
 
 
@@ -350,9 +350,9 @@ def test_event_limit_single_line() -> None:
     assert decode(b"data: " + b"x" * 50 + b"\n\n", max_event_bytes=50) == [E("x" * 50)]
     with pytest.raises(LimitExceededError) as info:
         decode(b"data: " + b"x" * 51 + b"\n\n", max_event_bytes=50)
-    assert info.value.limit == "max_event_bytes"
+    assert info.value.limit == "max_sse_event_bytes"
     assert info.value.value == 50
-    assert "max_event_bytes=50" in info.value.message
+    assert "max_sse_event_bytes=50" in info.value.message
 
 
 def test_event_limit_counts_all_data_lines() -> None:
@@ -361,7 +361,7 @@ def test_event_limit_counts_all_data_lines() -> None:
     assert decode(body, max_event_bytes=43) == [E("\n".join(["0123456789"] * 4))]
     with pytest.raises(LimitExceededError) as info:
         decode(body, max_event_bytes=42)
-    assert info.value.limit == "max_event_bytes"
+    assert info.value.limit == "max_sse_event_bytes"
     # Checked line by line, before the blank line arrives.
     decoder = SSEDecoder(max_event_bytes=42)
     with pytest.raises(LimitExceededError):
@@ -374,7 +374,7 @@ def test_event_limit_named_event_fast_path() -> None:
             b"event: a\ndata: 1\n\nevent: b\ndata: " + b"x" * 11 + b"\n\nevent: c\ndata: 2\n\n",
             max_event_bytes=10,
         )
-    assert info.value.limit == "max_event_bytes"
+    assert info.value.limit == "max_sse_event_bytes"
 
 
 # --- recordings --------------------------------------------------------------------------------
@@ -703,9 +703,10 @@ def test_json_item_limit() -> None:
     for pieces in ([big], [big[i : i + 100] for i in range(0, len(big), 100)]):
         with pytest.raises(LimitExceededError) as info:
             decode_json(*pieces, max_item_bytes=1000)
-        assert info.value.limit == "max_item_bytes"
+        assert info.value.limit == "max_json_element_bytes"
         assert info.value.value == 1000
-        assert "element #2 exceeds max_item_bytes=1000" in info.value.message
+        assert "element #2 too large" in info.value.message
+        assert "max_json_element_bytes=1000" in info.value.message
 
 
 def test_json_item_limit_stays_bounded_without_a_closing_brace() -> None:
@@ -717,3 +718,47 @@ def test_json_item_limit_stays_bounded_without_a_closing_brace() -> None:
             decoder.feed(b"x" * 100)
             accepted += 100
     assert accepted <= 4096
+
+
+# --- what a call completed before it raised (issue 8 fuzzing) ------------------------------------
+
+
+def _salvaged(decoder: SSEDecoder | JSONArrayDecoder, pieces: list[bytes]) -> tuple[list[Any], Exception]:
+    """Everything returned or salvaged before the first fault, and the fault."""
+    out: list[Any] = []
+    try:
+        for piece in pieces:
+            out.extend(decoder.feed(piece))
+        out.extend(decoder.flush())
+    except (ProtocolError, LimitExceededError) as exc:
+        return out + list(decoder.salvage), exc
+    raise AssertionError("no fault")
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"data: a\n\ndata: b\n\ndata: \xff\n\n", ProtocolError),
+        (b"data: a\n\ndata: b\n\ndata: " + b"x" * 60 + b"\n\n", LimitExceededError),
+        (b"data: a\n\ndata: b\n\n" + b"data: xxxxxxxxxx\n" * 6, LimitExceededError),
+    ],
+)
+def test_sse_events_before_a_fault_are_salvaged_at_any_split(body: bytes, error: type[Exception]) -> None:
+    # Regression: a read that held whole events and then a fault lost those events (1-byte
+    # reads delivered them).
+    for size in (len(body), 1, 7):
+        pieces = [body[i : i + size] for i in range(0, len(body), size)]
+        events, exc = _salvaged(SSEDecoder(max_line_bytes=50, max_event_bytes=50), pieces)
+        assert events == [E("a"), E("b")] and isinstance(exc, error)
+
+
+@pytest.mark.parametrize(
+    "body", [b'[{"a": 1},{"b": 2} x]', b'[{"a": 1},{"b": 2}, 3]', b'[{"a": 1},{"b": 2},{"c": ' + b"[" * 200]
+)
+def test_json_elements_before_a_fault_are_salvaged_at_any_split(body: bytes) -> None:
+    # Regression: elements completed in the read (or the 64 KiB slice) that then failed were lost.
+    for size in (len(body), 1, 7):
+        pieces = [body[i : i + size] for i in range(0, len(body), size)]
+        items, exc = _salvaged(JSONArrayDecoder(), pieces)
+        assert items == [{"a": 1}, {"b": 2}]
+        assert isinstance(exc, LimitExceededError if b"[[[" in body else ProtocolError)

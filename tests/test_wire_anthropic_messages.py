@@ -805,3 +805,19 @@ def test_malformed_payloads_never_crash(provider_events: bool) -> None:
     assert isinstance(failure, ProviderError)
     assert events[0].type == "stream.start" and events[-1].type == "finish"
     assert calls(events) == [(0, None, "", "")]
+
+
+@pytest.mark.parametrize("index", [[], {"a": 1}, "0", 1.5, None])
+def test_a_delta_index_of_the_wrong_type_reads_as_absent(index: Any) -> None:
+    # Regression (issue 8 fuzzing): the text and thinking hot path keyed a dict with the raw
+    # index, so a list or object index crashed the stream (TypeError: unhashable type).
+    events, failure = run(
+        chunks_of(
+            {"type": "message_start", "message": {"id": "msg_1", "model": "claude-x", "usage": {"input_tokens": 1}}},
+            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": "hi"}},
+            {"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+        )
+    )
+    assert failure is None
+    assert text(events) == "hi" and reasoning(events) == "hm"
+    assert of(events, "text.delta")[0].meta == {"block_index": None}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rxstream._chunk import ProviderChunk
-from rxstream._errors import ProviderError
+from rxstream._errors import LimitExceededError, ProviderError
 from rxstream._events import (
     Citation,
     EventBase,
@@ -24,6 +24,7 @@ from rxstream._events import (
     ToolCallStart,
     Usage,
 )
+from rxstream._limits import Limits
 from rxstream.operators._wires.gemini import GeminiNormalizer, _parse_path  # pyright: ignore[reportPrivateUsage]
 from rxstream.sources import load_recording
 
@@ -832,3 +833,18 @@ def test_include_raw_attaches_the_payload() -> None:
 )
 def test_parse_path(path: str, keys: tuple[str | int, ...]) -> None:
     assert _parse_path(path) == keys
+
+
+def test_arguments_limit_crossed_while_closing_streamed_arguments_at_flush() -> None:
+    # Regression (issue 8): the closing text of streamed arguments is written at flush(), outside
+    # the base class's error handling: the limit error escaped flush() instead of setting failure.
+    chunks = payloads(
+        fc(name="f", willContinue=True),
+        fc(partialArgs=[{"jsonPath": "$.q", "stringValue": "ab", "willContinue": True}], willContinue=True),
+    )
+    normalizer = GeminiNormalizer(stream_id="t", limits=Limits(max_tool_arguments_bytes=9))
+    events = [e for chunk in chunks for e in normalizer.feed(chunk)]
+    assert normalizer.flush() == []
+    assert isinstance(normalizer.failure, LimitExceededError)
+    assert normalizer.failure.limit == "max_tool_arguments_bytes" and normalizer.failure.actual == 10
+    assert "".join(e.arguments_delta for e in of(events, ToolCallDelta)) == '{"q":"ab'

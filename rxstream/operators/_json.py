@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from reactivex import Observable, abc
 from reactivex.scheduler import CurrentThreadScheduler
 
-from rxstream._errors import JsonError
+from rxstream._errors import JsonError, LimitExceededError, RxStreamError
 from rxstream._events import (
     Event,
     EventBase,
@@ -29,6 +29,7 @@ from rxstream._events import (
     event_builder,
     make_event,
 )
+from rxstream._limits import DEFAULT_LIMITS, Limits, check_limits
 from rxstream.operators._json_partial import deep_copy
 from rxstream.operators._json_schema import SchemaViolation, compile_json_schema
 from rxstream.operators._json_stream import Report, YajlDocument
@@ -160,9 +161,9 @@ class _Target:
 
     __slots__ = ("doc", "fed", "last_snapshot", "model", "next_mark", "stopped")
 
-    def __init__(self, model: JsonTarget, every: int, now: datetime.datetime | None) -> None:
+    def __init__(self, model: JsonTarget, every: int, now: datetime.datetime | None, max_depth: int) -> None:
         self.model = model
-        self.doc = YajlDocument()
+        self.doc = YajlDocument(max_depth=max_depth)
         self.fed = 0  # bytes fed so far
         self.next_mark = every  # bytes at which the next snapshot is due
         self.last_snapshot = now  # when the last snapshot was taken (time cadence)
@@ -184,9 +185,11 @@ class JsonTargetsCore:
         every: bytes of a target between snapshots (``every_time`` None), ignored otherwise.
         every_time: time between snapshots, read on ``clock``.
         clock: the scheduler's clock (needed with ``every_time``).
+        limits: ``max_json_depth`` bounds each document's nesting; crossing it fails the stream
+            with :class:`~rxstream.LimitExceededError` after the delta that crossed it.
     """
 
-    failure: JsonError | None = None
+    failure: RxStreamError | None = None
 
     def __init__(
         self,
@@ -197,7 +200,9 @@ class JsonTargetsCore:
         every: int = 256,
         every_time: datetime.timedelta | None = None,
         clock: _Clock | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        self._max_depth = (DEFAULT_LIMITS if limits is None else limits).max_json_depth
         self._validate: Callable[[Any], Any] | None = None
         self._validate_partial: Callable[[Any], Any] | None = None
         if isinstance(schema, TypeAdapter):
@@ -281,7 +286,7 @@ class JsonTargetsCore:
                 else JsonTarget(kind="tool_call", output=output, call_index=key)
             )
             now = self._clock() if self._clock is not None and self._every_time is not None else None
-            target = self._targets[(output, key)] = _Target(model, self._every, now)
+            target = self._targets[(output, key)] = _Target(model, self._every, now, self._max_depth)
         return target
 
     def _end_all(self, cause: EventBase) -> list[Event]:
@@ -299,6 +304,12 @@ class JsonTargetsCore:
             reports = target.doc.feed(text)
         except JsonError as exc:
             self._invalid(target, exc, cause, out)
+            return
+        except LimitExceededError as exc:
+            # Unlike invalid JSON, which only ends its target, a limit ends the stream: the
+            # delta (already in out) goes first, then on_error.
+            target.stopped = True
+            self.failure = exc
             return
         if reports is None:
             return
@@ -323,6 +334,9 @@ class JsonTargetsCore:
             reports = doc.finish()
         except JsonError as exc:
             self._invalid(target, exc, cause, out)
+            return
+        except LimitExceededError as exc:
+            self.failure = exc
             return
         if reports is not None:
             self._emit(target, reports, cause, out)
@@ -494,6 +508,7 @@ def parse_json(
     partial: bool = True,
     every: int | datetime.timedelta = 256,
     scheduler: abc.SchedulerBase | None = None,
+    limits: Limits | None = None,
 ) -> Callable[[Observable[Event]], Observable[Event]]:
     """Parse the JSON of each output's text and each tool call's arguments as it streams.
 
@@ -538,18 +553,24 @@ def parse_json(
         every: snapshot cadence: bytes of a target (an int > 0) or a positive ``timedelta``.
         scheduler: clock for a ``timedelta`` cadence; defaults to the subscribe-time scheduler,
             then the current-thread scheduler.
+        limits: ``max_json_depth`` bounds the nesting of each target's JSON (default
+            :class:`~rxstream.Limits`: 512).
 
     Errors:
         Invalid JSON in a target does not fail the stream: it is reported as a ``json.value``
         whose ``error`` is the parser's message, and that target is no longer parsed (its text
-        still passes). A validator that raises something other than a validation error fails the
+        still passes). JSON nested deeper than ``limits.max_json_depth`` fails the stream with
+        :class:`LimitExceededError` (``limit="max_json_depth"``), just after the delta that
+        crossed it. A validator that raises something other than a validation error fails the
         stream with :class:`JsonError` (cause attached). Upstream errors pass unchanged.
 
     Raises:
         ValueError: at call time, for a schema that is not a model class, ``TypeAdapter`` or
-            valid JSON Schema, an unknown ``targets``, or ``every`` not positive.
+            valid JSON Schema, an unknown ``targets``, ``every`` not positive, or ``limits``
+            that is not a :class:`~rxstream.Limits`.
     """
     checked = _schema_arg(schema)
+    chosen = check_limits(limits, "parse_json")
     if targets not in ("auto", "text", "tools"):
         raise ValueError(f"parse_json(targets=...) expected 'auto', 'text' or 'tools', got {targets!r}")
     if not isinstance(partial, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -566,7 +587,9 @@ def parse_json(
         every_bytes = every
 
         def make_core() -> JsonTargetsCore:
-            return JsonTargetsCore(schema=checked, targets=targets, partial=partial, every=every_bytes)
+            return JsonTargetsCore(
+                schema=checked, targets=targets, partial=partial, every=every_bytes, limits=chosen
+            )
 
         return lift(make_core, wrap_error=_wrap)
 
@@ -583,7 +606,12 @@ def parse_json(
 
             def make_core() -> JsonTargetsCore:
                 return JsonTargetsCore(
-                    schema=checked, targets=targets, partial=partial, every_time=interval, clock=clock
+                    schema=checked,
+                    targets=targets,
+                    partial=partial,
+                    every_time=interval,
+                    clock=clock,
+                    limits=chosen,
                 )
 
             return lift(make_core, wrap_error=_wrap)(source).subscribe(observer, scheduler=subscribe_scheduler)

@@ -19,7 +19,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, cast
 
-from rxstream._errors import JsonError
+from rxstream._errors import JsonError, RxStreamError
+from rxstream._limits import DEFAULT_LIMITS, limit_exceeded
 
 __all__ = ["Change", "JsonPath", "PartialJsonParser", "apply", "deep_copy"]
 
@@ -133,13 +134,20 @@ class PartialJsonParser:
         >>> p.value
         {'a': 'hello'}
 
+    Args:
+        max_depth: The most objects and arrays nested in one value
+            (:attr:`rxstream.Limits.max_json_depth`).
+
     Raises:
         JsonError: From :meth:`feed` or :meth:`finish` when the text is not JSON (the message
             gives the position, what was expected and what arrived; the ``__cause__`` is a
             :class:`json.JSONDecodeError`), and from every call after that.
+        LimitExceededError: From :meth:`feed` when an object or array opens deeper than
+            ``max_depth`` (``limit="max_json_depth"``), and from every call after that.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_depth: int = DEFAULT_LIMITS.max_json_depth) -> None:
+        self._max_depth = max_depth
         self._state = _VALUE
         self._tail = ""  # unfinished number, literal or escape carried to the next fragment
         self._base = 0  # stream position of the first character of the current buffer
@@ -150,7 +158,7 @@ class PartialJsonParser:
         self._count = 0
         self._index = 0
         self._finished = False
-        self._failure: JsonError | None = None
+        self._failure: RxStreamError | None = None
         self._truncated = False
         # The value being streamed (string or number) and where it lives.
         self._slot_parent: _Container | None = None
@@ -371,6 +379,8 @@ class PartialJsonParser:
             self._str_new = True
             return i + 1
         if c == "{" or c == "[":
+            if len(self._containers) >= self._max_depth:
+                self._too_deep(i)
             container: Any = {} if c == "{" else []
             path = self._attach(container)
             self._containers.append(container)
@@ -556,6 +566,18 @@ class PartialJsonParser:
 
     def _after_value(self) -> None:
         self._state = _AFTER if self._containers else _VALUE
+
+    def _too_deep(self, i: int) -> NoReturn:
+        limit = self._max_depth
+        self._failure = limit_exceeded(
+            "max_json_depth",
+            limit,
+            limit + 1,
+            f"JSON nested too deep at position {self._base + i}: got an object or array opening "
+            f"at depth {limit + 1}",
+            f"at most {limit} levels of nested objects and arrays",
+        )
+        raise self._failure
 
     def _fail(self, buf: str, i: int, expected: str) -> NoReturn:
         got = repr(buf[i : i + 20]) if i < len(buf) else "the end of the text"

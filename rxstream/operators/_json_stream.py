@@ -27,6 +27,7 @@ import ijson  # pyright: ignore[reportMissingTypeStubs]
 from ijson.common import JSONError as _IjsonError  # pyright: ignore[reportMissingTypeStubs]
 from ijson.utils import sendable_list  # pyright: ignore[reportMissingTypeStubs]
 
+from rxstream._limits import DEFAULT_LIMITS
 from rxstream.operators._json_partial import Change, PartialJsonParser, apply, deep_copy
 
 __all__ = ["PythonDocument", "Report", "YajlDocument", "spine_copy"]
@@ -139,10 +140,18 @@ class YajlDocument:
         >>> [(r.path, r.op, r.value, r.completed) for r in d.feed('llo"}')]
         [(['a'], 'append', 'llo', [['a'], []])]
 
+    Args:
+        max_depth: The most objects and arrays nested in one value
+            (:attr:`rxstream.Limits.max_json_depth`).
+
     Raises:
         JsonError: From :meth:`feed` or :meth:`finish` when the text is not JSON (raised by the
             pure-Python parser the document hands over to, with the position, what was expected
             and what arrived).
+        LimitExceededError: From :meth:`feed` when an object or array opens deeper than
+            ``max_depth``: a fragment that holds more opening brackets than there is room for
+            goes to the pure-Python parser, which finds the exact position (so yajl never builds
+            the events of a million brackets, and both documents say the same).
     """
 
     __slots__ = (
@@ -155,6 +164,7 @@ class YajlDocument:
         "_key",
         "_last_kind",
         "_last_path",
+        "_max_depth",
         "_n_last",
         "_n_open",
         "_n_path",
@@ -176,7 +186,8 @@ class YajlDocument:
         "truncated",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_depth: int = DEFAULT_LIMITS.max_json_depth) -> None:
+        self._max_depth = max_depth
         self._events: Any = sendable_list()
         self._coro: Any = _YAJL.basic_parse_coro(self._events, multiple_values=True, use_float=True)
         self._text: list[str] = []  # every fragment, for the hand-over
@@ -265,6 +276,9 @@ class YajlDocument:
             self._s_stale = True
             self._last_path = path
             return [_new_report(Report, (path, "append", text, [], self._index, False, None))]
+        room = self._max_depth - len(self._stack)
+        if len(text) > room and text.count("[") + text.count("{") > room:
+            return self._hand_over(text)
         # -- the lexer: is the fragment's end inside a string, and since where?
         opened = -1  # where the text of a string opened in this fragment (still open) starts
         after = 0  # where the text after the last closing quote starts
@@ -424,7 +438,7 @@ class YajlDocument:
 
     def _hand_over(self, text: str) -> list[Report] | None:
         """Replay the text before ``text`` into the pure-Python parser, then feed it ``text``."""
-        slow = self._slow = PythonDocument()
+        slow = self._slow = PythonDocument(max_depth=self._max_depth)
         before = "".join(self._text[:-1] if text else self._text)
         self._text = []
         if before:
@@ -592,12 +606,16 @@ class YajlDocument:
 
 
 class PythonDocument:
-    """The pure-Python document: :class:`PartialJsonParser`'s changes merged into reports."""
+    """The pure-Python document: :class:`PartialJsonParser`'s changes merged into reports.
+
+    ``max_depth`` bounds the nesting as in :class:`YajlDocument` (the parser raises
+    :class:`~rxstream.LimitExceededError`).
+    """
 
     __slots__ = ("_last_path", "_parser", "_pieces", "_root_index", "_root_live", "truncated")
 
-    def __init__(self) -> None:
-        self._parser = PartialJsonParser()
+    def __init__(self, *, max_depth: int = DEFAULT_LIMITS.max_json_depth) -> None:
+        self._parser = PartialJsonParser(max_depth=max_depth)
         self._root_index = -1  # the top-level value still open after the last feed
         self._root_live: Any = None  # that value when it is a container (the parser's own object)
         self._pieces: list[Any] | None = None  # else its string pieces or its number

@@ -11,6 +11,7 @@ from reactivex import Observable
 from rxstream._chunk import ProviderChunk, Wire, detect_wire
 from rxstream._errors import ProtocolError, RxStreamError
 from rxstream._events import Event
+from rxstream._limits import Limits, check_limits
 from rxstream.operators._lift import lift
 from rxstream.operators._wires._base import Normalizer
 from rxstream.operators._wires.anthropic_messages import AnthropicMessagesNormalizer
@@ -46,12 +47,14 @@ class StreamNormalizer:
         stream_id: str | None,
         provider_events: bool,
         include_raw: bool,
+        limits: Limits | None = None,
     ) -> None:
         self._wire: Wire | None = wire
         self._options: dict[str, Any] = {
             "stream_id": stream_id or uuid.uuid4().hex,
             "provider_events": provider_events,
             "include_raw": include_raw,
+            "limits": limits,
         }
         self._pending: list[ProviderChunk] = []
         self._inner: Normalizer | None = None
@@ -116,6 +119,7 @@ def normalize(
     stream_id: str | None = None,
     provider_events: bool = False,
     include_raw: bool = False,
+    limits: Limits | None = None,
 ) -> Callable[[Observable[ProviderChunk]], Observable[Event]]:
     """Turn a source's provider chunks into rxstream events.
 
@@ -139,6 +143,9 @@ def normalize(
         stream_id: the correlation id every event carries (default: a fresh one per subscription).
         provider_events: pass provider messages with no mapping through as ``provider.event``.
         include_raw: attach each event's whole provider payload as ``meta["raw"]``.
+        limits: the bounds on tool-call arguments (``max_tool_arguments_bytes`` per call),
+            outputs (``max_outputs``) and tool calls (``max_tool_calls``) per stream; default
+            :class:`~rxstream.Limits`.
 
     Returns:
         An operator ``Observable[ProviderChunk] -> Observable[Event]``; all state is per
@@ -147,15 +154,25 @@ def normalize(
     Errors:
         ``ProviderError`` when the provider reports an error inside the stream (after every
         event received before it, including one ``finish`` per output with reason ``error``);
-        ``ProtocolError`` when the payloads are no known wire or break its rules; upstream
+        ``ProtocolError`` when the payloads are no known wire or break its rules;
+        ``LimitExceededError`` when a limit is crossed (after every event before it); upstream
         errors pass through unchanged.
+
+    Raises:
+        ValueError: at call time, for an unknown ``wire`` or ``limits`` that is not a
+            :class:`~rxstream.Limits`.
     """
     if wire is not None and wire not in get_args(Wire):
         raise ValueError(f"wire must be one of {', '.join(get_args(Wire))}, got {wire!r}")
+    chosen = check_limits(limits, "normalize")
 
     def make() -> StreamNormalizer:
         return StreamNormalizer(
-            wire=wire, stream_id=stream_id, provider_events=provider_events, include_raw=include_raw
+            wire=wire,
+            stream_id=stream_id,
+            provider_events=provider_events,
+            include_raw=include_raw,
+            limits=chosen,
         )
 
     return lift(make, wrap_error=_wrap)

@@ -36,6 +36,7 @@ from rxstream._errors import (
     TransportError,
 )
 from rxstream._gate import CURRENT_GATE
+from rxstream._limits import Limits, check_limits
 from rxstream.sources._payloads import Framing, PayloadDecoder
 
 __all__ = ["HttpRequest", "http_source", "redact_url"]
@@ -171,6 +172,7 @@ def http_source(
     *,
     client: httpx.AsyncClient | None = None,
     timeout: float | httpx.Timeout | None = None,
+    limits: Limits | None = None,
 ) -> Observable[ProviderChunk]:
     """A cold observable: each subscription sends ``request`` once and streams its body.
 
@@ -179,16 +181,22 @@ def http_source(
     monotonic clock), then one chunk per decoded payload. Disposing cancels the task and closes
     the response; a second subscriber sends a second (paid) request: fan out with ``share()``.
     When ``aiter(..., overflow="block")`` subscribes, the source waits for the consumer before
-    each read of the body.
+    each read of the body. ``limits`` bounds what the body decoder buffers (SSE line and event,
+    JSON-array element size and nesting; default :class:`~rxstream.Limits`); the body of an
+    error answer is read up to ``max_json_element_bytes``.
 
     Errors:
         ``AuthenticationError`` (401/403), ``RateLimitError`` (429, ``retry_after``),
         ``BadRequestError`` (400/404/422), ``ProviderUnavailableError`` (5xx, 529),
         ``HTTPStatusError`` (other non-2xx), ``ProtocolError`` (wrong content type, bytes not of
         the framing), ``TransportError`` (connection failed or dropped),
-        ``StreamTimeoutError`` (httpx timeout), ``LimitExceededError`` (a line or event over the
-        decoder's limit). Everything decoded before a fault is delivered first.
+        ``StreamTimeoutError`` (httpx timeout), ``LimitExceededError`` (a line, event or
+        element over its limit). Everything decoded before a fault is delivered first.
+
+    Raises:
+        ValueError: at call time, for ``limits`` that is not a :class:`~rxstream.Limits`.
     """
+    chosen = check_limits(limits, "http_source")
 
     def subscribe(observer: abc.ObserverBase[ProviderChunk], _: abc.SchedulerBase | None = None) -> abc.DisposableBase:
         try:
@@ -202,7 +210,7 @@ def http_source(
             )
             return Disposable()
         gate = CURRENT_GATE.get()
-        task = loop.create_task(_stream(request, observer, client, timeout, gate))
+        task = loop.create_task(_stream(request, observer, client, timeout, gate, chosen))
 
         def cancel() -> None:
             task.cancel()
@@ -218,6 +226,7 @@ async def _stream(
     client: httpx.AsyncClient | None,
     timeout: float | httpx.Timeout | None,
     gate: Any,
+    limits: Limits,
 ) -> None:
     http = client if client is not None else httpx.AsyncClient(
         timeout=timeout if timeout is not None else 600.0, verify=_ssl_context()
@@ -239,13 +248,13 @@ async def _stream(
         headers_seen = True
         headers_at = now()
         if response.status_code >= 300:
-            body = await response.aread()
+            body = await _read_at_most(response, limits.max_json_element_bytes)
             raise status_error(
                 response.status_code, response.headers, body, provider=request.provider, url=request.url
             )
         content_type = response.headers.get("content-type", "")
         if not _content_type_ok(request.framing, content_type):
-            head = (await response.aread())[:200]
+            head = await _read_at_most(response, 200)
             expected = "text/event-stream" if request.framing == "sse" else "application/json"
             raise ProtocolError(
                 f"{request.provider} answered {content_type or 'no content type'} to POST "
@@ -264,7 +273,7 @@ async def _stream(
         emit = observer.on_next
         wire = request.wire
         emit(ProviderChunk("open", wire, None, None, headers_at, opened))
-        decoder = PayloadDecoder(request.framing)
+        decoder = PayloadDecoder(request.framing, limits=limits)
         async for piece in response.aiter_bytes():
             at = now()
             for event, data in decoder.feed(piece):
@@ -314,6 +323,18 @@ async def _stream(
         if client is None:
             await http.aclose()
     observer.on_completed()
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The start of a body that is not the stream (an error answer): never all of an endless one."""
+    parts: list[bytes] = []
+    size = 0
+    async for piece in response.aiter_bytes():
+        parts.append(piece)
+        size += len(piece)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
 
 
 _SSL: list[ssl.SSLContext] = []

@@ -2,7 +2,8 @@
 
 Each function returns a cold ``Observable[ProviderChunk]`` (see :func:`http_source`): one HTTP
 request per subscription, streaming forced on, the API key taken from ``api_key=`` or the
-provider's usual environment variable and sent only in a header.
+provider's usual environment variable and sent only in a header. ``limits=``
+(:class:`~rxstream.Limits`) bounds what the body decoder buffers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import httpx
 from reactivex import Observable
 
 from rxstream._chunk import ProviderChunk, Wire
+from rxstream._limits import Limits
 from rxstream.sources._http import HttpRequest, http_source
 
 __all__ = [
@@ -58,6 +60,7 @@ def _source(
     params: Mapping[str, str] | None = None,
     framing: Literal["sse", "json"] = "sse",
     info: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Observable[ProviderChunk]:
     if extra_headers:
         headers.update(extra_headers)
@@ -72,7 +75,7 @@ def _source(
         params=params or {},
         info=info,
     )
-    return http_source(request, client=client, timeout=timeout)
+    return http_source(request, client=client, timeout=timeout, limits=limits)
 
 
 def _chat_body(
@@ -99,6 +102,7 @@ def _chat(
     client: httpx.AsyncClient | None,
     timeout: float | httpx.Timeout | None,
     query: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> Observable[ProviderChunk]:
     """One Chat Completions request to any OpenAI-style server."""
     return _source(
@@ -111,6 +115,7 @@ def _chat(
         client=client,
         timeout=timeout,
         params=query,
+        limits=limits,
     )
 
 
@@ -124,6 +129,7 @@ def openai_chat(
     headers: Mapping[str, str] | None = None,
     timeout: float | httpx.Timeout | None = None,
     include_usage: bool = True,
+    limits: Limits | None = None,
     **params: Any,
 ) -> Observable[ProviderChunk]:
     """OpenAI Chat Completions, streamed (``POST {base_url}/chat/completions``).
@@ -149,6 +155,7 @@ def openai_chat(
         headers=headers,
         client=client,
         timeout=timeout,
+        limits=limits,
     )
 
 
@@ -162,6 +169,7 @@ def xai_chat(
     headers: Mapping[str, str] | None = None,
     timeout: float | httpx.Timeout | None = None,
     include_usage: bool = True,
+    limits: Limits | None = None,
     **params: Any,
 ) -> Observable[ProviderChunk]:
     """xAI (Grok) chat completions, OpenAI-compatible (``POST https://api.x.ai/v1/chat/completions``).
@@ -183,6 +191,7 @@ def xai_chat(
         headers=headers,
         client=client,
         timeout=timeout,
+        limits=limits,
     )
 
 
@@ -200,6 +209,7 @@ def openai_compatible(
     headers: Mapping[str, str] | None = None,
     timeout: float | httpx.Timeout | None = None,
     include_usage: bool = True,
+    limits: Limits | None = None,
     **params: Any,
 ) -> Observable[ProviderChunk]:
     """Any OpenAI-compatible chat server: Ollama, vLLM, Groq, Mistral, DeepSeek, OpenRouter, Azure.
@@ -231,6 +241,7 @@ def openai_compatible(
         client=client,
         timeout=timeout,
         query={"api-version": api_version} if api_version else None,
+        limits=limits,
     )
 
 
@@ -244,6 +255,7 @@ def openai_responses(
     client: httpx.AsyncClient | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float | httpx.Timeout | None = None,
+    limits: Limits | None = None,
     **params: Any,
 ) -> Observable[ProviderChunk]:
     """The OpenAI Responses API, streamed (``POST {base_url}/responses``).
@@ -272,6 +284,7 @@ def openai_responses(
         provider=provider,
         client=client,
         timeout=timeout,
+        limits=limits,
     )
 
 
@@ -286,6 +299,7 @@ def anthropic_messages(
     client: httpx.AsyncClient | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float | httpx.Timeout | None = None,
+    limits: Limits | None = None,
     **params: Any,
 ) -> Observable[ProviderChunk]:
     """Anthropic Messages, streamed (``POST {base_url}/v1/messages``).
@@ -314,6 +328,7 @@ def anthropic_messages(
         provider="anthropic",
         client=client,
         timeout=timeout,
+        limits=limits,
     )
 
 
@@ -327,6 +342,7 @@ def gemini(
     client: httpx.AsyncClient | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float | httpx.Timeout | None = None,
+    limits: Limits | None = None,
     **params: Any,
 ) -> Observable[ProviderChunk]:
     """Google Gemini ``streamGenerateContent`` (``?alt=sse`` by default; ``sse=False`` streams the
@@ -359,4 +375,5 @@ def gemini(
         params={"alt": "sse"} if sse else None,
         framing="sse" if sse else "json",
         info={"model": model, **body},
+        limits=limits,
     )

@@ -22,15 +22,21 @@ from rxstream._cassette import Cassette, is_cassette, read_cassette
 from rxstream._chunk import ProviderChunk, StreamOpen, Wire, detect_wire
 from rxstream._clock import stamp_ns
 from rxstream._errors import ProtocolError, RxStreamError
+from rxstream._limits import Limits, check_limits
 from rxstream.sources._payloads import Framing, PayloadDecoder, framing_for_path
 
 __all__ = ["from_bytes", "load_recording", "play", "read_payloads", "read_recording", "replay"]
 
 def read_payloads(
-    body: bytes, framing: Framing, *, chunk_size: int | None = None
+    body: bytes, framing: Framing, *, chunk_size: int | None = None, limits: Limits | None = None
 ) -> list[tuple[str | None, Any]]:
-    """Decode a whole body into (event name, payload) pairs, fed ``chunk_size`` bytes at a time."""
-    decoder = PayloadDecoder(framing)
+    """Decode a whole body into (event name, payload) pairs, fed ``chunk_size`` bytes at a time.
+
+    Raises:
+        ProtocolError: the body is not its framing.
+        LimitExceededError: a line, event or element over its limit in ``limits``.
+    """
+    decoder = PayloadDecoder(framing, limits=limits)
     out: list[tuple[str | None, Any]] = []
     if chunk_size is None or chunk_size >= len(body):
         out.extend(decoder.feed(body))
@@ -69,10 +75,11 @@ def _raw_chunks(
     wire: Wire | None,
     provider: str | None,
     request: dict[str, Any] | None,
+    limits: Limits | None,
 ) -> list[ProviderChunk]:
     framing = framing_for_path(name)
     try:
-        payloads = read_payloads(body, framing, chunk_size=chunk_size)
+        payloads = read_payloads(body, framing, chunk_size=chunk_size, limits=limits)
     except RxStreamError as exc:
         exc.message = f"{name}: {exc.message}"
         exc.args = (exc.message,)
@@ -95,12 +102,14 @@ def read_recording(
     wire: Wire | None = None,
     provider: str | None = None,
     request: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Cassette:
     """Read a recording of either kind into a :class:`Cassette`: an rxstream cassette (told by
     its first line, whatever the extension) with its timing and its end, or a raw body
     (``.sse``, ``.jsonl`` payloads, Gemini ``.json``), untimed, that completes.
 
-    ``wire``, ``provider`` and ``request`` replace what the recording says when given.
+    ``wire``, ``provider`` and ``request`` replace what the recording says when given;
+    ``limits`` bounds the raw body's decoder.
 
     Raises:
         ProtocolError: the file cannot be read, is not its format, or its wire cannot be told.
@@ -117,7 +126,9 @@ def read_recording(
                     opened.provider = provider if provider is not None else opened.provider
                     opened.request = request if request is not None else opened.request
         return cassette
-    chunks = _raw_chunks(name, body, chunk_size=chunk_size, wire=wire, provider=provider, request=request)
+    chunks = _raw_chunks(
+        name, body, chunk_size=chunk_size, wire=wire, provider=provider, request=request, limits=limits
+    )
     return Cassette(name, {}, chunks, timed=False, end="complete")
 
 
@@ -128,6 +139,7 @@ def load_recording(
     wire: Wire | None = None,
     provider: str | None = None,
     request: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> list[ProviderChunk]:
     """Read a recording into the chunks a source would emit: the open chunk, then payloads.
 
@@ -136,7 +148,9 @@ def load_recording(
     :func:`replay` report). Raises :class:`ProtocolError` when the body is not its framing or
     the wire cannot be told.
     """
-    return read_recording(path, chunk_size=chunk_size, wire=wire, provider=provider, request=request).chunks
+    return read_recording(
+        path, chunk_size=chunk_size, wire=wire, provider=provider, request=request, limits=limits
+    ).chunks
 
 
 def _check_speed(speed: float | None) -> None:
@@ -304,6 +318,7 @@ def replay(
     provider: str | None = None,
     request: dict[str, Any] | None = None,
     chunk_size: int | None = None,
+    limits: Limits | None = None,
 ) -> Observable[ProviderChunk]:
     """A cold observable of a recorded stream's chunks: the open chunk, then one per payload,
     then the recorded end.
@@ -337,6 +352,7 @@ def replay(
         provider: who recorded it, for ``stream.start`` (overrides the cassette's).
         request: the request the recording answered (overrides the cassette's).
         chunk_size: feed a raw body's decoder this many bytes at a time (tests use 1 and 7).
+        limits: bounds for the raw body's decoder (default :class:`~rxstream.Limits`).
 
     Errors:
         :class:`ProtocolError` (or :class:`LimitExceededError`) through ``on_error`` for a file
@@ -344,12 +360,16 @@ def replay(
         a cassette's recorded error after its chunks.
 
     Raises:
-        ValueError: at call time, for a ``speed`` that is not ``None`` or a number > 0.
+        ValueError: at call time, for a ``speed`` that is not ``None`` or a number > 0, or
+            ``limits`` that is not a :class:`~rxstream.Limits`.
     """
     _check_speed(speed)
+    check_limits(limits, "replay")
 
     def load() -> Cassette:
-        return read_recording(path, chunk_size=chunk_size, wire=wire, provider=provider, request=request)
+        return read_recording(
+            path, chunk_size=chunk_size, wire=wire, provider=provider, request=request, limits=limits
+        )
 
     return play(load, speed=speed, scheduler=scheduler)
 
@@ -361,6 +381,7 @@ def from_bytes(
     wire: Wire | None = None,
     provider: str | None = None,
     request: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Observable[ProviderChunk]:
     """A cold observable over body bytes already in hand (or produced by an iterable, one read
     at a time): the open chunk, then one chunk per decoded payload, ``at`` from the monotonic
@@ -369,13 +390,19 @@ def from_bytes(
     Emits synchronously on subscribe. With ``wire=None`` the chunks carry no wire and
     ``normalize()`` detects it.
 
+    ``limits`` bounds the decoder (default :class:`~rxstream.Limits`).
+
     Errors:
         :class:`ProtocolError` / :class:`LimitExceededError` from the decoder, after every
         payload decoded before the fault.
+
+    Raises:
+        ValueError: at call time, for ``limits`` that is not a :class:`~rxstream.Limits`.
     """
+    chosen = check_limits(limits, "from_bytes")
 
     def subscribe(observer: abc.ObserverBase[ProviderChunk], _: abc.SchedulerBase | None = None) -> abc.DisposableBase:
-        decoder = PayloadDecoder(framing)
+        decoder = PayloadDecoder(framing, limits=chosen)
         cancelled = False
         now = time.monotonic_ns
         emit = observer.on_next

@@ -10,20 +10,23 @@ Two wire framings are handled here, both fed with bytes exactly as they come off
 * :class:`JSONArrayDecoder` handles Gemini's ``streamGenerateContent`` body without ``alt=sse``:
   one JSON array whose elements arrive one by one.
 
-Both enforce size limits so that a misbehaving peer cannot make memory grow without bound, and
-both raise only :class:`~rxstream._errors.ProtocolError` and
-:class:`~rxstream._errors.LimitExceededError`.
+Both enforce size limits (:class:`~rxstream.Limits`) as data accumulates, so that a misbehaving
+peer cannot make memory grow without bound, and both raise only
+:class:`~rxstream._errors.ProtocolError` and :class:`~rxstream._errors.LimitExceededError`.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import ijson  # pyright: ignore[reportMissingTypeStubs]
 
-from rxstream._errors import LimitExceededError, ProtocolError
+from rxstream._errors import LimitExceededError, ProtocolError, RxStreamError
+from rxstream._limits import DEFAULT_LIMITS, Limits, limit_exceeded
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -32,7 +35,7 @@ __all__ = [
     "ServerSentEvent",
 ]
 
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_sse_line_bytes
 
 _BOM = "\ufeff"
 
@@ -75,19 +78,23 @@ class SSEDecoder:
     Unlike a browser, :meth:`flush` dispatches an event that was still buffered when the body
     ended, even without its closing blank line. After :meth:`flush` the decoder is reset and can
     decode another body, even if it raised. After :meth:`feed` raises, the decoder's state is
-    unspecified: discard it.
+    unspecified: discard it. When :meth:`feed` or :meth:`flush` raises, :attr:`salvage` holds the
+    events that call completed before the fault, so a caller can deliver everything that came
+    before the error whatever the read boundaries were.
 
     Args:
-        max_line_bytes: Longest line accepted, counted in characters of the decoded line and
-            checked as data accumulates, so a peer that never sends a line break cannot
-            exhaust memory.
-        max_event_bytes: Largest ``data`` of one event (lines joined with ``"\\n"``), counted in
-            characters.
+        limits: Where ``max_sse_line_bytes`` and ``max_sse_event_bytes`` come from (default
+            :class:`~rxstream.Limits`).
+        max_line_bytes: Overrides ``limits.max_sse_line_bytes``: the longest line accepted,
+            counted in characters of the decoded line and checked as data accumulates, so a
+            peer that never sends a line break cannot exhaust memory.
+        max_event_bytes: Overrides ``limits.max_sse_event_bytes``: the largest ``data`` of one
+            event (lines joined with ``"\\n"``), counted in characters.
 
     Raises:
         ProtocolError: The body is not valid UTF-8 (from :meth:`feed` or :meth:`flush`).
         LimitExceededError: A line or an event is larger than its limit; ``limit`` is
-            ``"max_line_bytes"`` or ``"max_event_bytes"``.
+            ``"max_sse_line_bytes"`` or ``"max_sse_event_bytes"``.
     """
 
     __slots__ = (
@@ -106,18 +113,22 @@ class SSEDecoder:
         "_more",
         "_more_size",
         "_retry",
+        "salvage",
     )
 
     def __init__(
         self,
         *,
-        max_line_bytes: int = DEFAULT_MAX_BYTES,
-        max_event_bytes: int = DEFAULT_MAX_BYTES,
+        limits: Limits | None = None,
+        max_line_bytes: int | None = None,
+        max_event_bytes: int | None = None,
     ) -> None:
-        self._max_line = max_line_bytes
-        self._max_event = max_event_bytes
+        chosen = DEFAULT_LIMITS if limits is None else limits
+        self._max_line = chosen.max_sse_line_bytes if max_line_bytes is None else max_line_bytes
+        self._max_event = chosen.max_sse_event_bytes if max_event_bytes is None else max_event_bytes
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._decode = self._decoder.decode
+        self.salvage: list[ServerSentEvent] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -150,14 +161,25 @@ class SSEDecoder:
             ProtocolError: The bytes are not valid UTF-8.
             LimitExceededError: A line or an event exceeds its limit.
         """
+        events: list[ServerSentEvent] = []
         try:
             text = self._decode(data)
         except UnicodeDecodeError as exc:
-            raise self._utf8_error(exc) from exc
+            error = self._utf8_error(exc)
+            # The characters before the bad byte are sound: what they complete is delivered.
+            self.salvage = events
+            sound = exc.object[: exc.start]
+            if sound:
+                self._feed_text(sound.decode("utf-8"), events)
+            raise error from exc
         self._bytes_in += len(data)
-        if not text:
-            return []
-        return self._feed_text(text)
+        if text:
+            try:
+                self._feed_text(text, events)
+            except LimitExceededError:
+                self.salvage = events
+                raise
+        return events
 
     def flush(self) -> list[ServerSentEvent]:
         """Finish the body: process a trailing unterminated line and dispatch a pending event.
@@ -169,6 +191,8 @@ class SSEDecoder:
             ProtocolError: The body ends inside a multi-byte UTF-8 character.
             LimitExceededError: A line or an event exceeds its limit.
         """
+        events: list[ServerSentEvent] = []
+        self.salvage = events
         try:
             try:
                 text = self._decode(b"", True)
@@ -178,23 +202,25 @@ class SSEDecoder:
                     f"(expected {_utf8_continuation_hint(exc)}, got the end of the body "
                     f"after byte {self._bytes_in})"
                 ) from exc
-            events = self._feed_text(text) if text else []
+            if text:
+                self._feed_text(text, events)
             line = self._line + "".join(self._more) if self._more else self._line
             if line:
                 self._process([line], events)
             if self._data:
                 events.append(self._dispatch())
+            self.salvage = []
             return events
         finally:
             self._reset()
 
-    def _feed_text(self, text: str) -> list[ServerSentEvent]:
+    def _feed_text(self, text: str, events: list[ServerSentEvent]) -> None:
         if self._at_start:
             self._at_start = False
             if text[0] == _BOM:
                 text = text[1:]
                 if not text:
-                    return []
+                    return
         if self._after_cr:
             # The CR that ended the previous piece already ended its line: a LF right after it
             # is the second half of a CRLF, not an empty line.
@@ -202,7 +228,7 @@ class SSEDecoder:
             if text[0] == "\n":
                 text = text[1:]
                 if not text:
-                    return []
+                    return
         if "\r" in text:
             self._after_cr = text[-1] == "\r"
             text = text.replace("\r\n", "\n")
@@ -214,7 +240,7 @@ class SSEDecoder:
             self._more_size += len(text)
             if len(self._line) + self._more_size > max_line:
                 raise self._line_error(len(self._line) + self._more_size)
-            return []
+            return
         if self._more:
             text = self._line + "".join(self._more) + text
             self._more = []
@@ -224,10 +250,13 @@ class SSEDecoder:
         # A complete line can only be over the limit if the whole text is: one comparison keeps
         # the common case free of per-line length checks.
         if len(text) > max_line:
-            longest = max(map(len, text.split("\n")))
-            if longest > max_line:
-                raise self._line_error(longest)
-        events: list[ServerSentEvent] = []
+            lines = text.split("\n")
+            for n, line in enumerate(lines):
+                if len(line) > max_line:
+                    # The lines before it are whole and within the limit: what they complete
+                    # goes out before the error, as it would have with smaller reads.
+                    self._process(lines[:n], events)
+                    raise self._line_error(len(line))
         # Most events on the wire are one "data: ..." line, or one "event: ..." line and one
         # "data: ..." line. Splitting on the blank line plus the prefix of the line that opens
         # the next event leaves each such event in one piece, which needs no per-line work;
@@ -248,7 +277,6 @@ class SSEDecoder:
             text = lines.pop()
             self._process(lines, events)
         self._line = text
-        return events
 
     def _data_events(self, parts: list[str], events: list[ServerSentEvent]) -> None:
         """Handle pieces of ``text.split("\\n\\ndata: ")`` except the last (unterminated) one."""
@@ -358,19 +386,22 @@ class SSEDecoder:
         return event
 
     def _line_error(self, length: int) -> LimitExceededError:
-        return LimitExceededError(
-            f"SSE line exceeds max_line_bytes={self._max_line} "
-            f"(got at least {length} characters without a line break)",
-            limit="max_line_bytes",
-            value=self._max_line,
+        return limit_exceeded(
+            "max_sse_line_bytes",
+            self._max_line,
+            length,
+            f"SSE line too long: got at least {length} characters without a line break",
+            f"a line break within {self._max_line} characters",
         )
 
     def _event_error(self, size: int) -> LimitExceededError:
-        return LimitExceededError(
-            f"SSE event data exceeds max_event_bytes={self._max_event} "
-            f"(got at least {size} characters before the blank line that ends the event)",
-            limit="max_event_bytes",
-            value=self._max_event,
+        return limit_exceeded(
+            "max_sse_event_bytes",
+            self._max_event,
+            size,
+            f"SSE event too large: got at least {size} characters of data before the blank line "
+            "that ends the event",
+            f"at most {self._max_event} characters of data in one event",
         )
 
     def _utf8_error(self, exc: UnicodeDecodeError) -> ProtocolError:
@@ -393,8 +424,13 @@ def _utf8_continuation_hint(exc: UnicodeDecodeError) -> str:
 # Bytes yajl treats as JSON whitespace before the opening bracket.
 _JSON_WS = b" \t\r\n"
 # Largest slice handed to ijson at once: a whole-body feed is parsed in slices so that the
-# max_item_bytes check runs before a huge element has been built in memory.
+# element size check runs before a huge element has been built in memory.
 _JSON_SLICE = 64 * 1024
+_OPENING = re.compile(rb"[\[{]")
+_START_MAP = ("start_map", None)
+_START_ARRAY = ("start_array", None)
+_END_MAP = ("end_map", None)
+_END_ARRAY = ("end_array", None)
 # yajl reasons reworded as what the parser expected to see.
 _YAJL_EXPECTED = {
     "after array element, I expect ',' or ']'": "expected ',' or ']' after an element",
@@ -420,30 +456,62 @@ class JSONArrayDecoder:
     are ``float``. After :meth:`flush` the decoder is reset and can decode another body, even if
     it raised. After :meth:`feed` raises, the decoder's state is unspecified: discard it.
 
+    The nesting depth of each element is bounded too, and checked before ijson sees the bytes
+    that would cross it: ijson keeps one prefix string per open container, each as long as its
+    depth, so unbounded nesting costs memory quadratic in the input (16 KB of ``[`` took 650 MB).
+    A second yajl parser that builds nothing (C, about 70% of the element parser's time) tracks
+    the exact depth.
+
+    When :meth:`feed` or :meth:`flush` raises, :attr:`salvage` holds the elements that call
+    completed before the fault.
+
     Args:
-        max_item_bytes: Most bytes accepted for one element, counted from the end of the last
-            complete element (separators included). The count restarts at the end of the slice
-            of input (at most 64 KiB, or ``max_item_bytes`` if smaller) in which an element
-            completed, so an element is rejected once it passes the limit by that much at most;
-            an element within the limit is never rejected.
+        limits: Where ``max_json_element_bytes`` and ``max_json_depth`` come from (default
+            :class:`~rxstream.Limits`).
+        max_item_bytes: Overrides ``limits.max_json_element_bytes``: the most bytes accepted for
+            one element, counted from the end of the last complete element (separators
+            included). The count restarts at the end of the slice of input (at most 64 KiB, or
+            the limit if smaller) in which an element completed, so an element is rejected once
+            it passes the limit by that much at most; an element within the limit is never
+            rejected.
 
     Raises:
         ProtocolError: The body is not a JSON array of objects, or ends before the array is
             closed, or is empty. The ijson error is attached as ``__cause__``. (ijson's yajl2_c
             backend also rejects integers that do not fit in 64 bits.)
-        LimitExceededError: An element is larger than ``max_item_bytes``
-            (``limit="max_item_bytes"``).
+        LimitExceededError: An element is larger than its limit (``limit`` is
+            ``"max_json_element_bytes"``) or nested deeper (``"max_json_depth"``).
     """
 
-    __slots__ = ("_coro", "_count", "_items", "_max_item", "_offset", "_pending", "_started")
+    __slots__ = (
+        "_coro",
+        "_count",
+        "_depth",
+        "_depth_events",
+        "_depth_parser",
+        "_items",
+        "_max_depth",
+        "_max_item",
+        "_offset",
+        "_pending",
+        "_started",
+        "salvage",
+    )
 
-    def __init__(self, *, max_item_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._max_item = max_item_bytes
+    def __init__(self, *, limits: Limits | None = None, max_item_bytes: int | None = None) -> None:
+        chosen = DEFAULT_LIMITS if limits is None else limits
+        self._max_item = chosen.max_json_element_bytes if max_item_bytes is None else max_item_bytes
+        # Counted from the top-level array, which is one level above each element.
+        self._max_depth = chosen.max_json_depth + 1
+        self.salvage: list[Any] = []
         self._reset()
 
     def _reset(self) -> None:
         self._items = cast("list[Any]", ijson.sendable_list())  # pyright: ignore[reportUnknownMemberType]
         self._coro: Any = ijson.items_coro(self._items, "item", use_float=True)  # pyright: ignore[reportUnknownMemberType]
+        self._depth_events = cast("list[Any]", ijson.sendable_list())  # pyright: ignore[reportUnknownMemberType]
+        self._depth_parser: Any = ijson.basic_parse_coro(self._depth_events, use_float=True)  # pyright: ignore[reportUnknownMemberType]
+        self._depth = 0
         self._started = False
         self._offset = 0
         self._pending = 0
@@ -460,29 +528,35 @@ class JSONArrayDecoder:
 
         Raises:
             ProtocolError: The bytes are not a JSON array of objects.
-            LimitExceededError: An element exceeds ``max_item_bytes``.
+            LimitExceededError: An element exceeds its size or nesting limit.
         """
+        out: list[Any] = []
         if not data:
             # ijson reads an empty send as the end of the input.
-            return []
+            return out
         if not self._started:
             stripped = data.lstrip(_JSON_WS)
             if not stripped:
                 self._offset += len(data)
-                return []
+                return out
             if stripped[0] != ord("["):
                 where = self._offset + len(data) - len(stripped)
+                self.salvage = out
                 raise ProtocolError(
                     "Gemini JSON array body: expected '[' to open the array, "
                     f"got {_show(stripped[:16])} at byte {where}"
                 )
             self._started = True
         step = min(_JSON_SLICE, self._max_item)
-        if len(data) <= step:
-            return self._send(data)
-        out: list[Any] = []
-        for start in range(0, len(data), step):
-            out.extend(self._send(data[start : start + step]))
+        try:
+            if len(data) <= step:
+                self._send(data, out)
+            else:
+                for start in range(0, len(data), step):
+                    self._send(data[start : start + step], out)
+        except RxStreamError:
+            self.salvage = out
+            raise
         return out
 
     def flush(self) -> list[Any]:
@@ -494,6 +568,8 @@ class JSONArrayDecoder:
         Raises:
             ProtocolError: The body was empty, or ended before the array was closed.
         """
+        out: list[Any] = []
+        self.salvage = out
         try:
             if not self._started:
                 got = "no bytes" if self._offset == 0 else f"only whitespace ({self._offset} bytes)"
@@ -506,42 +582,119 @@ class JSONArrayDecoder:
                     f"got the end of the body at byte {self._offset} after {self._count} complete "
                     "element(s)"
                 ) from exc
-            return self._take()
+            self._take(out)
+            self.salvage = []
+            return out
         finally:
+            with contextlib.suppress(Exception):  # the element parser has reported the fault
+                self._depth_parser.close()
             self._reset()
 
-    def _send(self, piece: bytes) -> list[Any]:
+    def _send(self, piece: bytes, out: list[Any]) -> None:
+        if self._depth + piece.count(b"[") + piece.count(b"{") > self._max_depth:
+            # The piece might cross the depth limit (its brackets include any inside strings):
+            # take it in parts that cannot, so the element parser never goes past the limit.
+            self._send_bounded(piece, out)
+            return
+        self._track_depth(piece)
+        self._parse(piece, out)
+
+    def _send_bounded(self, piece: bytes, out: list[Any]) -> None:
+        start = 0
+        end = len(piece)
+        while start < end:
+            room = self._max_depth - self._depth
+            # Up to the room-th opening bracket, or up to and including the next one when
+            # there is no room left: only that one can cross the limit, and only as the last byte.
+            stop = end
+            for n, match in enumerate(_OPENING.finditer(piece, start), 1):
+                if n >= max(room, 1):
+                    stop = match.end()
+                    break
+            part = piece[start:stop]
+            if not self._track_depth(part):
+                # The last byte opened a container one level too deep: what came before it is
+                # delivered, then the error.
+                if len(part) > 1:
+                    self._parse(part[:-1], out)
+                raise self._depth_error()
+            self._parse(part, out)
+            start = stop
+
+    def _track_depth(self, part: bytes) -> bool:
+        """Feed the depth parser; False when ``part`` takes the nesting past the limit."""
+        events = self._depth_events
+        try:
+            self._depth_parser.send(part)
+        except Exception:  # noqa: BLE001 - malformed JSON: the element parser reports it precisely
+            return True
+        if events:
+            opened = events.count(_START_MAP) + events.count(_START_ARRAY)
+            depth = self._depth + opened
+            closed = events.count(_END_MAP) + events.count(_END_ARRAY)
+            if depth > self._max_depth and closed:
+                # Closings may come first: follow the events in order (rare: near the limit).
+                depth = self._depth
+                deepest = 0
+                for event in events:
+                    if event in (_START_MAP, _START_ARRAY):
+                        depth += 1
+                        deepest = max(deepest, depth)
+                    elif event in (_END_MAP, _END_ARRAY):
+                        depth -= 1
+                depth = deepest
+            if depth > self._max_depth:
+                return False
+            self._depth = self._depth + opened - closed
+            del events[:]
+        return True
+
+    def _parse(self, piece: bytes, out: list[Any]) -> None:
         base = self._offset
         self._offset = base + len(piece)
         try:
             self._coro.send(piece)
         except Exception as exc:  # ijson has no common base for its backends' errors
+            # Elements completed before the fault are delivered with the error.
+            self._take(out)
             raise _json_error(exc, piece, base) from exc
         if self._items:
             self._pending = 0
-            return self._take()
+            self._take(out)
+            return
         self._pending += len(piece)
         if self._pending > self._max_item:
-            raise LimitExceededError(
-                f"Gemini JSON array body: element #{self._count + 1} exceeds "
-                f"max_item_bytes={self._max_item} (got at least {self._pending} bytes without "
-                "the element closing)",
-                limit="max_item_bytes",
-                value=self._max_item,
+            raise limit_exceeded(
+                "max_json_element_bytes",
+                self._max_item,
+                self._pending,
+                f"Gemini JSON array body: element #{self._count + 1} too large: got at least "
+                f"{self._pending} bytes without the element closing",
+                f"at most {self._max_item} bytes in one element",
             )
-        return []
 
-    def _take(self) -> list[Any]:
-        items = self._items[:]
-        del self._items[:]
+    def _depth_error(self) -> LimitExceededError:
+        limit = self._max_depth - 1
+        return limit_exceeded(
+            "max_json_depth",
+            limit,
+            limit + 1,
+            f"Gemini JSON array body: element #{self._count + 1} nested too deep: got an object or "
+            f"array opening at depth {limit + 1} (byte {self._offset})",
+            f"at most {limit} levels of nested objects and arrays",
+        )
+
+    def _take(self, out: list[Any]) -> None:
+        items = self._items
         for item in items:
-            self._count += 1
             if type(item) is not dict:
                 raise ProtocolError(
-                    f"Gemini JSON array body: expected a JSON object as element #{self._count}, "
+                    f"Gemini JSON array body: expected a JSON object as element #{self._count + 1}, "
                     f"got {_json_type(item)}"
                 )
-        return items
+            self._count += 1
+            out.append(item)
+        del items[:]
 
 
 def _json_type(value: object) -> str:

@@ -3,7 +3,8 @@
 A wire's Normalizer subclasses :class:`Normalizer` and implements ``_identity`` and ``_handle``;
 everything a wire must not get wrong twice lives here: ``call_index`` ordinals, re-sent tool
 headers, snapshots that must only add what was never streamed, cumulative usage, one ``finish``
-per output, and delivering everything produced before a fault.
+per output, the limits on tool arguments, outputs and tool calls (:class:`~rxstream.Limits`),
+and delivering everything produced before a fault.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rxstream._events import (
     Usage,
     event_builder,
 )
+from rxstream._limits import DEFAULT_LIMITS, Limits, limit_exceeded
 
 __all__ = ["CallState", "Normalizer", "OutputState", "UsageAccumulator"]
 
@@ -161,10 +163,14 @@ class OutputState:
 class Normalizer(ABC):
     """Base of the per-wire Normalizers: a pure ``feed(chunk) -> list[Event]`` / ``flush()`` core.
 
-    When the stream fails (a provider error event, a payload that breaks the wire's rules),
-    ``feed`` returns the events produced before the fault and sets ``failure``; nothing is
-    produced after that. ``flush()`` closes open tool calls, emits one ``finish`` per output
-    (in output order) and ``stream.end``.
+    When the stream fails (a provider error event, a payload that breaks the wire's rules, a
+    limit of ``limits`` crossed), ``feed`` returns the events produced before the fault and sets
+    ``failure``; nothing is produced after that. ``flush()`` closes open tool calls, emits one
+    ``finish`` per output (in output order) and ``stream.end``.
+
+    Limits (``limits``, default :class:`~rxstream.Limits`): ``max_tool_arguments_bytes`` per
+    call (the delta that would cross it is not emitted), ``max_outputs`` and ``max_tool_calls``
+    per stream; each fails the stream with :class:`~rxstream.LimitExceededError`.
 
     Subclasses implement ``_identity(data)`` (model and response id of the first payload) and
     ``_handle(event_name, data)`` with the builder methods below.
@@ -178,10 +184,16 @@ class Normalizer(ABC):
         stream_id: str,
         provider_events: bool = False,
         include_raw: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.provider_events = provider_events
         self.include_raw = include_raw
+        chosen = DEFAULT_LIMITS if limits is None else limits
+        self._max_arguments = chosen.max_tool_arguments_bytes
+        self._max_outputs = chosen.max_outputs
+        self._max_calls = chosen.max_tool_calls
+        self._calls = 0
         self.failure: RxStreamError | None = None
         self.usage = UsageAccumulator()
         self._open: StreamOpen | None = None
@@ -337,7 +349,17 @@ class Normalizer(ABC):
     def _output(self, index: int) -> OutputState:
         state = self._outputs.get(index)
         if state is None:
-            state = self._outputs[index] = OutputState(index)
+            outputs = self._outputs
+            if len(outputs) >= self._max_outputs:
+                raise limit_exceeded(
+                    "max_outputs",
+                    self._max_outputs,
+                    len(outputs) + 1,
+                    f"{self.wire} stream has too many outputs: got output {index} at payload "
+                    f"#{self._seq} after {len(outputs)} others",
+                    f"at most {self._max_outputs} outputs (choices / candidates) in one stream",
+                )
+            state = outputs[index] = OutputState(index)
         return state
 
     def _text(self, output: int, text: str, key: Any = None, meta: dict[str, Any] | None = None) -> None:
@@ -434,6 +456,16 @@ class Normalizer(ABC):
             if not call.name and name:
                 call.name = name
             return call
+        if self._calls >= self._max_calls:
+            raise limit_exceeded(
+                "max_tool_calls",
+                self._max_calls,
+                self._calls + 1,
+                f"{self.wire} stream has too many tool calls: got call {self._calls + 1} "
+                f"({name!r}) at payload #{self._seq}",
+                f"at most {self._max_calls} tool calls in one stream",
+            )
+        self._calls += 1
         call = CallState(output, len(state.calls), call_id or None, name)
         state.calls.append(call)
         state.by_key[key] = call
@@ -457,8 +489,11 @@ class Normalizer(ABC):
         """Emit an arguments fragment of an open call."""
         if not delta or call.done:
             return
+        streamed = call.streamed + len(delta)
+        if streamed > self._max_arguments:
+            raise self._arguments_error(streamed, f"call {call.call_index} ({call.name!r}) of output {call.output}")
         call.parts.append(delta)
-        call.streamed += len(delta)
+        call.streamed = streamed
         if self._raw is not None:
             meta = self._meta(meta)
         self._out.append(
@@ -472,6 +507,17 @@ class Normalizer(ABC):
                 call_id=call.call_id,
                 arguments_delta=delta,
             )
+        )
+
+    def _arguments_error(self, size: int, which: str) -> RxStreamError:
+        """The error for tool arguments (or a server tool's input) past their limit."""
+        return limit_exceeded(
+            "max_tool_arguments_bytes",
+            self._max_arguments,
+            size,
+            f"{self.wire} tool arguments too large: got {size} characters for {which} at payload "
+            f"#{self._seq}",
+            f"at most {self._max_arguments} characters of arguments per tool call",
         )
 
     def _tool_snapshot(self, call: CallState, full: str) -> None:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from rxstream._chunk import Wire
 from rxstream._events import FinishReason
+from rxstream._limits import Limits
 from rxstream.operators._wires._base import CallState, Normalizer
 from rxstream.operators._wires._read import as_dict as _obj
 from rxstream.operators._wires._read import as_int as _int
@@ -61,7 +62,7 @@ def _plus(value: int | None, extra: int) -> int | None:
 class _Block:
     """A content block that needs its stop: a client call, or a server tool's input to join."""
 
-    __slots__ = ("block", "call", "index", "input", "parts")
+    __slots__ = ("block", "call", "index", "input", "parts", "size")
 
     def __init__(self, index: int | None, block: dict[str, Any], call: CallState | None) -> None:
         self.index = index
@@ -69,6 +70,7 @@ class _Block:
         self.call = call
         self.input: Any = block.get("input")
         self.parts: list[str] = []
+        self.size = 0
 
 
 class AnthropicMessagesNormalizer(Normalizer):
@@ -76,8 +78,15 @@ class AnthropicMessagesNormalizer(Normalizer):
 
     wire: ClassVar[Wire] = "anthropic.messages"
 
-    def __init__(self, *, stream_id: str, provider_events: bool = False, include_raw: bool = False) -> None:
-        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw)
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        provider_events: bool = False,
+        include_raw: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw, limits=limits)
         self._metas: dict[Any, dict[str, Any]] = {}
         self._message = 0
         self._message_id: str | None = None
@@ -129,6 +138,9 @@ class AnthropicMessagesNormalizer(Normalizer):
                 return
             dtype = delta.get("type")
             index = data.get("index")
+            if index.__class__ is not int:
+                # It keys the block's meta: anything but an integer reads as absent.
+                index = _int(index)
             if dtype == "text_delta":
                 text = delta.get("text")
                 if text and text.__class__ is str:
@@ -287,6 +299,10 @@ class AnthropicMessagesNormalizer(Normalizer):
             if block.call is not None:
                 self._tool_args(block.call, partial, self._metas.get(index) or self._block_meta(index))
             else:
+                # A server tool's input is held until its block stops: bounded like arguments.
+                block.size += len(partial)
+                if block.size > self._max_arguments:
+                    raise self._arguments_error(block.size, f"the input of server tool block {index}")
                 block.parts.append(partial)
 
     def _block_stop(self, index: int | None) -> None:

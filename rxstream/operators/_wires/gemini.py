@@ -27,7 +27,9 @@ from math import isfinite
 from typing import Any, ClassVar
 
 from rxstream._chunk import Wire
+from rxstream._errors import RxStreamError
 from rxstream._events import Event, FinishReason
+from rxstream._limits import Limits
 from rxstream.operators._wires._base import CallState, Normalizer
 from rxstream.operators._wires._read import as_dict as _dict
 from rxstream.operators._wires._read import as_int as _int
@@ -245,8 +247,15 @@ class GeminiNormalizer(Normalizer):
 
     wire: ClassVar[Wire] = "gemini"
 
-    def __init__(self, *, stream_id: str, provider_events: bool = False, include_raw: bool = False) -> None:
-        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw)
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        provider_events: bool = False,
+        include_raw: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw, limits=limits)
         self._last_usage_raw: Any = None
         self._streaming: dict[int, _ArgsBuilder] = {}
         self._cited: dict[int, set[tuple[Any, ...]]] = {}
@@ -269,7 +278,11 @@ class GeminiNormalizer(Normalizer):
         if self._streaming and self.failure is None and not self._ended:
             out: list[Event] = []
             self._out = out
-            self._close_streaming()
+            try:
+                self._close_streaming()
+            except RxStreamError as exc:  # the closing text crossed the arguments limit
+                self.failure = exc
+                return out
             return out + super().flush()
         return super().flush()
 

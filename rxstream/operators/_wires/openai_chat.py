@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 from rxstream._chunk import Wire
 from rxstream._events import FinishReason
+from rxstream._limits import Limits
 from rxstream.operators._wires._base import CallState, Normalizer
 from rxstream.operators._wires._read import as_int as _int
 from rxstream.operators._wires._read import dumps_compact
@@ -100,8 +101,15 @@ class OpenAIChatNormalizer(Normalizer):
 
     wire: ClassVar[Wire] = "openai.chat"
 
-    def __init__(self, *, stream_id: str, provider_events: bool = False, include_raw: bool = False) -> None:
-        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw)
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        provider_events: bool = False,
+        include_raw: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw, limits=limits)
         # (output, provider index | call id | position) -> the call currently at that slot
         self._slots: dict[tuple[int, Any], CallState] = {}
         self._call_keys = 0

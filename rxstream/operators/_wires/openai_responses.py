@@ -31,6 +31,7 @@ from typing import Any, ClassVar, cast
 
 from rxstream._chunk import Wire
 from rxstream._events import FinishReason
+from rxstream._limits import Limits
 from rxstream.operators._wires._base import CallState, Normalizer
 from rxstream.operators._wires._read import as_dict as _dict
 from rxstream.operators._wires._read import as_int as _int
@@ -82,8 +83,15 @@ class OpenAIResponsesNormalizer(Normalizer):
 
     wire: ClassVar[Wire] = "openai.responses"
 
-    def __init__(self, *, stream_id: str, provider_events: bool = False, include_raw: bool = False) -> None:
-        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw)
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        provider_events: bool = False,
+        include_raw: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(stream_id=stream_id, provider_events=provider_events, include_raw=include_raw, limits=limits)
         self._response = 0
         self._usage_response = -1
         self._item_at: dict[Any, Any] = {}
