@@ -4,7 +4,8 @@ Every recording in tests/recordings is normalized once per round (one subscripti
 as in production), with and without ``tap_metrics(sink)`` after ``normalize()``; the extra time
 is divided by the number of events. Cases alternate within a round; medians over rounds. The
 ratio column is that extra time over the cost of the pipeline without it (normalize() plus the
-consumer), measured in the same round. Target: under 1 microsecond per event with the in-memory
+consumer), measured in the same round; ``map`` is an identity ``ops.map`` in the same place, the
+cost of any one more operator (most of it reactivex's per-subscription and per-item plumbing). Target: under 1 microsecond per event with the in-memory
 sink.
 
     python benchmarks/bench_metrics.py [--rounds 15] [--repeat 4]
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import reactivex
+from reactivex import operators as ops
 
 from rxstream._chunk import ProviderChunk
 from rxstream.metrics import InMemoryMetrics
@@ -54,12 +56,17 @@ def _prometheus() -> Any:
 # builds the operators after normalize() for each stream.
 CASES: dict[str, Callable[[], Callable[[], list[Any]]]] = {
     "base": lambda: list,
+    "map": lambda: lambda: [ops.map(_identity)],
     "none+emit": lambda: lambda: [tap_metrics(emit=True)],
     "memory": lambda: (lambda sink: lambda: [tap_metrics(sink)])(InMemoryMetrics()),
     "memory+emit": lambda: (lambda sink: lambda: [tap_metrics(sink, emit=True)])(InMemoryMetrics()),
     "otel": lambda: (lambda sink: lambda: [tap_metrics(sink)])(_otel()),
     "prometheus": lambda: (lambda sink: lambda: [tap_metrics(sink)])(_prometheus()),
 }
+
+
+def _identity(event: Any) -> Any:
+    return event
 
 
 def streams(repeat: int) -> list[list[ProviderChunk]]:
