@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from itertools import pairwise
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from reactivex import Observable, abc
@@ -332,16 +333,13 @@ class _Tracker:
     """The per-subscription measurement: ``see`` per event, ``finish`` once."""
 
     __slots__ = (
-        "chunks",
         "events",
         "finishes",
-        "first_content",
         "first_text",
-        "gaps",
-        "last_content",
         "last_ev",
         "last_seq",
         "restarts",
+        "stamps",
         "start",
         "stream_id",
         "usage",
@@ -349,11 +347,8 @@ class _Tracker:
 
     def __init__(self) -> None:
         self.events = 0
-        self.chunks = 0
-        self.gaps = array("q")
-        self.first_content: int | None = None
+        self.stamps = array("q")  # arrival (ns) of each content chunk
         self.first_text: int | None = None
-        self.last_content = 0
         self.last_seq = -1
         self.last_ev: Any = None
         self.start: StreamStart | None = None
@@ -364,7 +359,8 @@ class _Tracker:
 
     def result(self, outcome: Outcome, error: Exception | None, end_at: int | None) -> StreamMetrics:
         start = self.start
-        m = StreamMetrics(stream_id=self.stream_id, events=self.events, chunks=self.chunks, outcome=outcome)
+        stamps = self.stamps
+        m = StreamMetrics(stream_id=self.stream_id, events=self.events, chunks=len(stamps), outcome=outcome)
         if error is not None:
             m.error_type = type(error).__name__
         origin: int | None = None
@@ -385,14 +381,17 @@ class _Tracker:
                 m.origin = "first_event" if start.first_event_at in (None, start.at) else "headers"
             if start.first_event_at is not None:
                 m.first_event = (start.first_event_at - origin) / 1e9
+        # The last event seen: content chunks are only stamped, other events kept.
         last_at: int | None = self.last_ev.at if self.last_ev is not None else None
+        if stamps and (last_at is None or stamps[-1] > last_at):
+            last_at = stamps[-1]
+        first = stamps[0] if stamps else None
         if origin is None:
-            origin = self.first_content if self.first_content is not None else last_at
+            origin = first if first is not None else last_at
             m.origin = "first_event"
         m.origin_at = origin
         if origin is None:
             return m
-        first = self.first_content
         if first is not None:
             m.ttft = (first - origin) / 1e9
         if self.first_text is not None:
@@ -400,10 +399,10 @@ class _Tracker:
         end = end_at if end_at is not None else last_at
         if end is not None:
             m.duration = (end - origin) / 1e9
-        m.gaps = [g / 1e9 for g in self.gaps]
-        window = (self.last_content - first) / 1e9 if first is not None else 0.0
+        m.gaps = [(b - a) / 1e9 for a, b in pairwise(stamps)]
+        window = (stamps[-1] - stamps[0]) / 1e9 if stamps else 0.0
         if window > 0:
-            m.chunks_per_s = len(self.gaps) / window
+            m.chunks_per_s = len(m.gaps) / window
         usage = self.usage
         if usage is not None:
             m.input_tokens = usage.input_tokens
@@ -511,22 +510,20 @@ def tap_metrics(
             trackers: dict[str, _Tracker] = {}
             cur = _Tracker()
             current_id: Any = None
-            events = chunks = last_content = 0
+            events = 0
             last_seq = -1
             last_ev: Any = None
             want_text = True
-            gaps_append = cur.gaps.append
+            stamp = cur.stamps.append
             stopped = False
             content = _CONTENT
             emit_next = observer.on_next
 
             def save() -> None:
-                cur.events, cur.chunks, cur.last_seq, cur.last_content, cur.last_ev = (
-                    events, chunks, last_seq, last_content, last_ev
-                )
+                cur.events, cur.last_seq, cur.last_ev = events, last_seq, last_ev
 
             def switch(sid: str) -> None:
-                nonlocal cur, current_id, events, chunks, last_seq, last_content, last_ev, want_text, gaps_append
+                nonlocal cur, current_id, events, last_seq, last_ev, want_text, stamp
                 if current_id is not None:
                     save()
                 t = trackers.get(sid)
@@ -534,16 +531,16 @@ def tap_metrics(
                     t = trackers[sid] = _Tracker()
                     t.stream_id = sid
                 cur, current_id = t, sid
-                events, chunks, last_seq, last_content, last_ev = t.events, t.chunks, t.last_seq, t.last_content, t.last_ev
+                events, last_seq, last_ev = t.events, t.last_seq, t.last_ev
                 want_text = t.first_text is None
-                gaps_append = t.gaps.append
+                stamp = t.stamps.append
 
             def report(m: StreamMetrics) -> None:
                 for s in sinks:
                     s.record(m)
 
             def on_next(ev: Any) -> None:
-                nonlocal current_id, events, chunks, last_seq, last_content, last_ev, want_text
+                nonlocal current_id, events, last_seq, last_ev, want_text
                 if stopped:
                     return
                 d = ev.__dict__
@@ -551,22 +548,18 @@ def tap_metrics(
                     switch(d["stream_id"])
                 kind = d["type"]
                 events += 1
-                last_ev = ev
                 if kind in content:
                     seq = d["seq"]
                     if seq != last_seq and (kind != "reasoning.delta" or d["text"]):
-                        at = d["at"]
-                        if chunks:
-                            gaps_append(at - last_content)
-                        else:
-                            cur.first_content = at
+                        stamp(d["at"])
                         last_seq = seq
-                        last_content = at
-                        chunks += 1
                     if want_text and kind == "text.delta":
                         cur.first_text = d["at"]
                         want_text = False
-                elif kind == "usage":
+                    emit_next(ev)
+                    return
+                last_ev = ev
+                if kind == "usage":
                     cur.usage = ev
                 elif kind == "finish":
                     cur.finishes.append(d["reason"] or d["raw_reason"] or "unknown")
@@ -607,8 +600,11 @@ def tap_metrics(
                 if emit:
                     if ev is not None:
                         emit_next(m.to_event(ev.stream_id, ev.seq, ev.at))
-                    elif t.stream_id is not None and t.last_ev is not None:
-                        emit_next(m.to_event(t.stream_id, t.last_ev.seq, t.last_ev.at))
+                    elif t.stream_id is not None and (t.last_ev is not None or t.stamps):
+                        # After the stream's last event: content is only stamped, not kept.
+                        seq = max(t.last_seq, t.last_ev.seq if t.last_ev is not None else 0)
+                        at = max(t.stamps[-1] if t.stamps else 0, t.last_ev.at if t.last_ev is not None else 0)
+                        emit_next(m.to_event(t.stream_id, seq, at))
                 return True
 
             def on_error(error: Exception) -> None:
