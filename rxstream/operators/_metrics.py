@@ -418,6 +418,8 @@ class _Tracker:
         return m
 
 
+_NOBODY = _Tracker()
+
 SinkArg = MetricsSink | Iterable[MetricsSink] | None
 
 
@@ -508,7 +510,7 @@ def tap_metrics(
             # and slot writes cost several times a cell's); they go back to its tracker when
             # another stream's event arrives or a stream is recorded.
             trackers: dict[str, _Tracker] = {}
-            cur = _Tracker()
+            cur = _NOBODY  # replaced at the first event; never written to
             current_id: Any = None
             events = 0
             last_seq = -1
