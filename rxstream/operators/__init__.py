@@ -8,23 +8,27 @@ from rxstream.operators._json_dedupe import dedupe_json
 from rxstream.operators._metrics import tap_metrics
 from rxstream.operators._normalize import normalize
 from rxstream.operators._record import record
+from rxstream.operators._retry import RetryAttempt, is_retryable, retry
 from rxstream.operators._smooth import smooth
 from rxstream.operators._timeout import timeout
 from rxstream.operators._usage import aggregate_usage
 
 __all__ = [
     "JsonAssembler",
+    "RetryAttempt",
     "aggregate_usage",
     "batch",
     "dedupe_json",
     "drop",
     "guard",
+    "is_retryable",
     "map_text",
     "normalize",
     "only",
     "parse_json",
     "record",
     "redact",
+    "retry",
     "smooth",
     "split_by_stream",
     "tag",

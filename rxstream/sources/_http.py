@@ -13,8 +13,9 @@ import email.utils
 import ssl
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -39,7 +40,7 @@ from rxstream._gate import CURRENT_GATE
 from rxstream._limits import Limits, check_limits
 from rxstream.sources._payloads import Framing, PayloadDecoder
 
-__all__ = ["HttpRequest", "http_source", "redact_url"]
+__all__ = ["CURRENT_SOURCE_HOOK", "HttpRequest", "SourceHook", "http_source", "redact_url"]
 
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "x-goog-request-id")
 _SECRET_PARAMS = frozenset({"key", "api-key", "api_key", "apikey", "token", "access_token", "sig", "signature"})
@@ -65,6 +66,23 @@ class HttpRequest:
 
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {redact_url(self.url)}, wire={self.wire!r}, provider={self.provider!r})"
+
+
+class SourceHook(Protocol):
+    """Sees and steers the HTTP sources an operator subscribes to (``retry(after_content=
+    "resume")`` logs what a stream delivered, then resumes it with another request).
+
+    A source subscribed while :data:`CURRENT_SOURCE_HOOK` holds a hook passes its request and
+    subscriber to :meth:`attach`, then sends the request returned, to the subscriber returned.
+    """
+
+    def attach(
+        self, request: HttpRequest, observer: abc.ObserverBase[ProviderChunk]
+    ) -> tuple[HttpRequest, abc.ObserverBase[ProviderChunk]]: ...
+
+
+CURRENT_SOURCE_HOOK: ContextVar[SourceHook | None] = ContextVar("rxstream_source_hook", default=None)
+"""The hook of the operator subscribing right now, read at subscription (like the read gate)."""
 
 
 def redact_url(url: str) -> str:
@@ -134,13 +152,13 @@ def _error_details(body: bytes) -> tuple[str | None, str | None, Any]:
 
 
 def status_error(
-    status: int, headers: httpx.Headers, body: bytes, *, provider: str, url: str
+    status: int, headers: httpx.Headers, body: bytes, *, provider: str, url: str, method: str = "POST"
 ) -> HTTPStatusError:
     """The typed error for a non-2xx answer, keeping status, request id and the error body."""
     message, code, parsed = _error_details(body)
     request_id = _request_id(headers)
     text = (
-        f"{provider} answered HTTP {status} to POST {redact_url(url)}"
+        f"{provider} answered HTTP {status} to {method} {redact_url(url)}"
         + (f": {message}" if message else "")
         + (f" (code {code})" if code else "")
         + (f" [request id {request_id}]" if request_id else "")
@@ -183,7 +201,9 @@ def http_source(
     When ``aiter(..., overflow="block")`` subscribes, the source waits for the consumer before
     each read of the body. ``limits`` bounds what the body decoder buffers (SSE line and event,
     JSON-array element size and nesting; default :class:`~rxstream.Limits`); the body of an
-    error answer is read up to ``max_json_element_bytes``.
+    error answer is read up to ``max_json_element_bytes``. Subscribed under a
+    :class:`SourceHook` (``retry(after_content="resume")``), it sends the request the hook
+    returns, to the observer it returns.
 
     Errors:
         ``AuthenticationError`` (401/403), ``RateLimitError`` (429, ``retry_after``),
@@ -210,14 +230,48 @@ def http_source(
             )
             return Disposable()
         gate = CURRENT_GATE.get()
-        task = loop.create_task(_stream(request, observer, client, timeout, gate, chosen))
+        sent, target = request, observer
+        hook = CURRENT_SOURCE_HOOK.get()
+        if hook is not None:
+            try:
+                sent, target = hook.attach(request, observer)
+            except Exception as exc:  # noqa: BLE001 - reported per Rx grammar
+                observer.on_error(exc)
+                return Disposable()
+        watched = _Watched(target)
+        task = loop.create_task(_stream(sent, watched, client, timeout, gate, chosen))
 
         def cancel() -> None:
-            task.cancel()
+            # Once the stream delivered its end, the task is only closing the response: a
+            # cancel then (an observer disposes its subscription on error) would interrupt that
+            # and leave the connection open.
+            if not watched.ended:
+                task.cancel()
 
         return Disposable(cancel)
 
     return reactivex.create(subscribe)
+
+
+class _Watched(abc.ObserverBase[ProviderChunk]):
+    """The subscriber, and whether the stream delivered its end to it."""
+
+    __slots__ = ("_observer", "ended", "on_next")
+
+    def __init__(self, observer: abc.ObserverBase[ProviderChunk]) -> None:
+        self._observer = observer
+        self.ended = False
+        # An instance slot, not a method: the per-chunk path stays one call (the slot also
+        # stands for ObserverBase's abstract on_next).
+        self.on_next = observer.on_next
+
+    def on_error(self, error: Exception) -> None:
+        self.ended = True
+        self._observer.on_error(error)
+
+    def on_completed(self) -> None:
+        self.ended = True
+        self._observer.on_completed()
 
 
 async def _stream(
@@ -238,7 +292,7 @@ async def _stream(
         built = http.build_request(
             request.method,
             request.url,
-            json=request.body,
+            json=None if request.method == "GET" else request.body,
             headers=dict(request.headers),
             params=dict(request.params) if request.params else None,
             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
@@ -250,14 +304,19 @@ async def _stream(
         if response.status_code >= 300:
             body = await _read_at_most(response, limits.max_json_element_bytes)
             raise status_error(
-                response.status_code, response.headers, body, provider=request.provider, url=request.url
+                response.status_code,
+                response.headers,
+                body,
+                provider=request.provider,
+                url=request.url,
+                method=request.method,
             )
         content_type = response.headers.get("content-type", "")
         if not _content_type_ok(request.framing, content_type):
             head = await _read_at_most(response, 200)
             expected = "text/event-stream" if request.framing == "sse" else "application/json"
             raise ProtocolError(
-                f"{request.provider} answered {content_type or 'no content type'} to POST "
+                f"{request.provider} answered {content_type or 'no content type'} to {request.method} "
                 f"{redact_url(request.url)}: expected {expected}; body starts {head!r}"
             )
         opened = StreamOpen(
@@ -297,7 +356,7 @@ async def _stream(
     except httpx.TimeoutException as exc:
         kind = "idle" if headers_seen else "first_event"
         error = StreamTimeoutError(
-            f"{request.provider}: no {'data' if headers_seen else 'response'} from POST "
+            f"{request.provider}: no {'data' if headers_seen else 'response'} from {request.method} "
             f"{redact_url(request.url)} within the HTTP timeout ({type(exc).__name__})",
             kind=kind,
             seconds=_timeout_seconds(timeout, http),

@@ -3,7 +3,7 @@
 It speaks four endpoints (OpenAI chat completions, OpenAI Responses, Anthropic Messages, Gemini
 ``streamGenerateContent``), answers each request with a recording of that wire, paced as asked, and
 injects faults on demand: an HTTP error status, an in-stream provider error, a dropped connection,
-a stall, a malformed line. Tests and demos point a real HTTP client (or an official SDK) at
+a stall, a payload that is not JSON, a line that is no SSE field, a body cut short. Tests and demos point a real HTTP client (or an official SDK) at
 ``emu.base_url``. ``serve_main`` is the ``rxstream serve`` command.
 """
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -65,6 +67,9 @@ _SECRET_QUERY = frozenset({"key", "api_key", "api-key"})
 _REDACTED = "[redacted]"
 _EVENT_NAMED_WIRES: frozenset[Wire] = frozenset({"anthropic.messages", "openai.responses"})
 _GEMINI_PATH = re.compile(r"/models/([^/]+):streamGenerateContent$")
+_STORED_RESPONSE = re.compile(r"/responses/([^/]+)$")
+_BACKGROUND_KEPT = 256  # background responses kept for their resume endpoint, newest last
+_RESPONSES: Wire = "openai.responses"
 _DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 
 # What `rxstream serve` and the index page list: one route per wire, with the path a client uses.
@@ -85,10 +90,13 @@ class Fault:
     A fault either answers with an HTTP error ``status`` before streaming (with that provider's
     error body), or alters the stream: after ``N`` events it sends a provider error event
     (``error_after``), closes the connection without finishing the body (``drop_after``), pauses
-    (``stall_after`` for ``stall_seconds``) or sends a line that is not JSON (``malformed_after``).
+    (``stall_after`` for ``stall_seconds``), sends a payload that is not JSON (``malformed_after``),
+    sends a line that is no SSE field (``garbage_after``), or sends the first half of the next event
+    and ends the body there, as if it were whole (``truncate_after``).
     ``N`` counts the recording's events already sent (``0`` = before the first); an ``N`` past the
     end of the recording acts after its last event. Stream faults combine (a stall, then a drop);
-    at one position the order is stall, malformed line, then error or drop.
+    at one position the order is stall, malformed payload, garbage line, then error, drop or
+    truncation.
 
     Given to the emulator's constructor, a fault applies to every request whose path contains
     ``path`` and whose endpoint speaks ``wire`` (both optional), for ``times`` requests (``None``:
@@ -105,6 +113,12 @@ class Fault:
         stall_after: pause ``stall_seconds`` after this many events.
         stall_seconds: how long a stall lasts.
         malformed_after: send ``data: {not json`` after this many events, then carry on.
+        garbage_after: send the line ``this line is no SSE field`` after this many events, then
+            carry on (an SSE client ignores it, as the SSE standard says; in Gemini's JSON array it
+            is a syntax error).
+        truncate_after: after this many events, send the first half of the next event's bytes and
+            end the body normally (no connection error: the body is just cut short; past the
+            recording's end, a JSON array is left unclosed).
         message: the error message, instead of the provider's usual one.
         path: apply only to request paths containing this text.
         wire: apply only to this wire's endpoint.
@@ -118,6 +132,8 @@ class Fault:
     stall_after: int | None = None
     stall_seconds: float = 1.0
     malformed_after: int | None = None
+    garbage_after: int | None = None
+    truncate_after: int | None = None
     message: str | None = None
     path: str | None = None
     wire: Wire | None = None
@@ -129,6 +145,8 @@ class Fault:
             "drop_after": self.drop_after,
             "stall_after": self.stall_after,
             "malformed_after": self.malformed_after,
+            "garbage_after": self.garbage_after,
+            "truncate_after": self.truncate_after,
         }
         for name, value in stream_faults.items():
             if value is not None and (not _is_int(value) or value < 0):
@@ -136,7 +154,8 @@ class Fault:
         given = [name for name, value in stream_faults.items() if value is not None]
         if self.status is None and not given:
             raise ValueError(
-                "a Fault needs status= or one of error_after=, drop_after=, stall_after=, malformed_after="
+                "a Fault needs status= or one of error_after=, drop_after=, stall_after=, malformed_after=, "
+                "garbage_after=, truncate_after="
             )
         if self.status is not None:
             if not _is_int(self.status) or not 400 <= self.status <= 599:
@@ -160,7 +179,8 @@ class Fault:
     def parse(cls, spec: str) -> Fault:
         """A fault from its compact form: ``key=value`` pairs separated by ``;``, keys being the
         field names, e.g. ``status=429;retry_after=2``, ``error_after=3``, ``drop_after=5``,
-        ``stall_after=2;stall_seconds=0.5``, ``malformed_after=4``, ``status=500;times=1``.
+        ``stall_after=2;stall_seconds=0.5``, ``malformed_after=4``, ``garbage_after=1``,
+        ``truncate_after=6``, ``status=500;times=1``.
 
         Raises:
             ValueError: an unknown key, a value of the wrong type, or an invalid combination.
@@ -184,7 +204,9 @@ class Fault:
         return (self.path is None or self.path in path) and (self.wire is None or self.wire == wire)
 
 
-_INT_FIELDS = frozenset({"status", "error_after", "drop_after", "stall_after", "malformed_after", "times"})
+_INT_FIELDS = frozenset(
+    {"status", "error_after", "drop_after", "stall_after", "malformed_after", "garbage_after", "truncate_after", "times"}
+)
 _FLOAT_FIELDS = frozenset({"retry_after", "stall_seconds"})
 
 
@@ -235,7 +257,7 @@ class StreamOutcome:
 
     Attributes:
         events_sent: recording events handed to the server so far.
-        finished: the body went out whole (an in-stream error fault included).
+        finished: the body ended normally (an in-stream error or a truncation fault included).
         closed_by_client: the client went away (closed or cancelled the response) before the
             body's end: what ``guard()`` and timeouts do to stop spending.
         dropped: the emulator cut the connection itself (a ``drop`` fault, or it is stopping).
@@ -587,6 +609,75 @@ def _error_response(
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
+def _prefill_of(body: Mapping[str, Any]) -> str | None:
+    """The text of a final assistant turn of an Anthropic request (a prefill), if any."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = _as_dict(cast(list[Any], messages)[-1])
+    if last is None or last.get("role") != "assistant":
+        return None
+    content = last.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return None
+    parts: list[str] = []
+    for block in cast(list[Any], content):
+        fields_ = _as_dict(block)
+        text = fields_.get("text") if fields_ is not None else None
+        if not isinstance(text, str):
+            return None
+        parts.append(text)
+    return "".join(parts)
+
+
+def _text_delta(item: _Item) -> tuple[dict[str, Any], str] | None:
+    """An Anthropic ``text_delta`` event's payload and text."""
+    try:
+        payload = _as_dict(orjson.loads(item.data))
+    except orjson.JSONDecodeError:
+        return None
+    if payload is None or payload.get("type") != "content_block_delta":
+        return None
+    delta = _as_dict(payload.get("delta"))
+    text = delta.get("text") if delta is not None and delta.get("type") == "text_delta" else None
+    return (payload, text) if isinstance(text, str) else None
+
+
+def _continued(rec: _Recording, prefill: str | None) -> _Recording:
+    """``rec`` answering a turn prefilled with ``prefill``: its text deltas less the prefill."""
+    if not prefill:
+        return rec
+    deltas = [_text_delta(item) for item in rec.items]
+    recorded = "".join(found[1] for found in deltas if found is not None)
+    if not recorded.startswith(prefill):
+        return rec
+    cut = len(prefill)
+    items: list[_Item] = []
+    for item, found in zip(rec.items, deltas, strict=True):
+        if found is not None and cut:
+            payload, text = found
+            if cut >= len(text):
+                cut -= len(text)
+                continue
+            delta = {**cast(dict[str, Any], payload["delta"]), "text": text[cut:]}
+            item = dataclasses.replace(item, data=_dumps({**payload, "delta": delta}))
+            cut = 0
+        items.append(item)
+    return dataclasses.replace(rec, items=tuple(items))
+
+
+def _sequence_of(item: _Item) -> int:
+    """A Responses event's ``sequence_number`` (-1 when it has none)."""
+    try:
+        payload = _as_dict(orjson.loads(item.data))
+    except orjson.JSONDecodeError:
+        return -1
+    number = payload.get("sequence_number") if payload is not None else None
+    return cast(int, number) if _is_int(number) else -1
+
+
 def _next_sequence(sent: Sequence[_Item]) -> int | None:
     """One past the last Responses ``sequence_number`` sent, when the recording numbers events."""
     for item in reversed(sent):
@@ -654,6 +745,11 @@ class _Framer:
 
     def malformed(self) -> bytes:
         return self.item(None, "{not json")
+
+    def garbage(self) -> bytes:
+        if self._array:
+            return b"\nthis line is no SSE field\n"
+        return f"this line is no SSE field{self._newline}{self._newline}".encode()
 
     def end(self) -> bytes:
         if not self._array:
@@ -737,6 +833,10 @@ class ProviderEmulator:
     - ``POST /v1/messages``: Anthropic Messages (named events; request id in ``request-id``).
     - ``POST /v1beta/models/{model}:streamGenerateContent``: Gemini; with ``?alt=sse`` SSE,
       without it the JSON array streamed element by element.
+    - ``GET /v1/responses/{id}?stream=true&starting_after=N``: the events after sequence number
+      ``N`` of a background response (a Responses request with ``"background": true``), as
+      OpenAI serves them to a client resuming a stream; 404 for an id it does not keep (the
+      last 256 background responses are kept).
     - ``GET /``: an index of the endpoints and recordings.
 
     Every answer streams (whatever the body's ``stream`` says), uncompressed, with the request id
@@ -745,8 +845,15 @@ class ProviderEmulator:
     optional), else the first whose recorded model starts with the requested model (the body's
     ``model``; Gemini's from the path; Azure's deployment), else the first of the wire by file
     name. ``x-rxstream-pace`` overrides ``pace`` and ``x-rxstream-fault`` (see
-    :meth:`Fault.parse`) injects a fault for one request. Unknown recordings, wires without one
-    and bad headers are answered 404 / 400 with the provider's error shape.
+    :meth:`Fault.parse`) injects a fault for one request (a resume request included). Unknown
+    recordings, wires without one and bad headers are answered 404 / 400 with the provider's
+    error shape.
+
+    A background response is the recording with a fresh response id, and a ``sequence_number``
+    on every event that had none. An Anthropic request whose last message is a prefilled
+    assistant turn is answered as Anthropic does, with the text after the prefill: the
+    recording's text less its beginning, when the recorded text starts with the prefill (else
+    the recording as it is).
 
     Recordings are ``.sse`` bodies (their events replayed as recorded), ``.jsonl`` payloads (one
     per line), Gemini ``.json`` arrays, or cassettes whose timing ``pace="original"`` keeps:
@@ -801,6 +908,7 @@ class ProviderEmulator:
         self._app = Starlette(
             routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
         )
+        self._background: collections.OrderedDict[str, _Recording] = collections.OrderedDict()
         self._server: uvicorn.Server | None = None
         self._stopping: asyncio.Event | None = None
         self._bound_port: int | None = None
@@ -898,7 +1006,10 @@ class ProviderEmulator:
     async def _handle(self, request: Request) -> Response:
         request_id = f"req_{uuid.uuid4().hex}"
         path = request.url.path
-        wire, path_model = _route(path)
+        route_wire, path_model = _route(path)
+        # A stored (background) response's resume endpoint speaks the Responses wire.
+        stored = _STORED_RESPONSE.search(path) if route_wire is None else None
+        wire: Wire | None = _RESPONSES if stored is not None else route_wire
         headers = _redacted(request.headers.items(), _SECRET_HEADERS)
         query = _redacted(request.query_params.items(), _SECRET_QUERY)
         body: Any = None
@@ -925,14 +1036,18 @@ class ProviderEmulator:
                     f"no endpoint at {request.method} {path}",
                     endpoints=[route for _, route in _ENDPOINTS],
                 )
-            if request.method != "POST":
+            if stored is not None:
+                if request.method != "GET":
+                    raise _Refusal(405, f"{path} accepts GET (a background response's events), got {request.method}")
+            elif request.method != "POST":
                 raise _Refusal(405, f"{path} accepts POST, got {request.method}")
-            raw = await request.body()
-            if raw.strip():
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    raise _Refusal(400, f"expected a JSON request body, got {raw[:80]!r}") from None
+            else:
+                raw = await request.body()
+                if raw.strip():
+                    try:
+                        body = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        raise _Refusal(400, f"expected a JSON request body, got {raw[:80]!r}") from None
             fault, index = self._fault_for(request.headers.get(FAULT_HEADER), path, wire)
             pace = self._pace_for(request.headers.get(PACE_HEADER))
             if fault is not None and fault.status is not None:
@@ -941,8 +1056,16 @@ class ProviderEmulator:
                 return _error_response(
                     wire, fault.status, fault.message, request_id, retry_after=fault.retry_after
                 )
-            model = path_model or self._model_of(body)
-            rec = self._catalog.select(wire, request.headers.get(RECORDING_HEADER), model)
+            if stored is not None:
+                rec = self._resumed(stored.group(1), request.query_params)
+            else:
+                model = path_model or self._model_of(body)
+                rec = self._catalog.select(wire, request.headers.get(RECORDING_HEADER), model)
+                payload = _as_dict(body)
+                if wire == "openai.responses" and payload is not None and payload.get("background") is True:
+                    rec = self._keep_background(rec)
+                elif wire == "anthropic.messages" and payload is not None:
+                    rec = _continued(rec, _prefill_of(payload))
         except _Refusal as refusal:
             record(refusal.status)
             return _error_response(wire, refusal.status, refusal.message, request_id, extra=refusal.extra)
@@ -960,10 +1083,53 @@ class ProviderEmulator:
             media_type=media_type,
         )
 
+    def _keep_background(self, rec: _Recording) -> _Recording:
+        """``rec`` as a background response: a fresh id (so each request can be resumed on its
+        own), a ``sequence_number`` on every event; kept for the resume endpoint."""
+        fresh = f"resp_{uuid.uuid4().hex}"
+        items: list[_Item] = []
+        for number, item in enumerate(rec.items):
+            data = item.data.replace(rec.response_id, fresh) if rec.response_id else item.data
+            try:
+                payload = _as_dict(orjson.loads(data))
+            except orjson.JSONDecodeError:
+                payload = None
+            if payload is not None and "sequence_number" not in payload:
+                data = _dumps({**payload, "sequence_number": number})
+            items.append(dataclasses.replace(item, data=data))
+        kept = dataclasses.replace(rec, response_id=fresh, items=tuple(items))
+        self._background[fresh] = kept
+        while len(self._background) > _BACKGROUND_KEPT:
+            self._background.popitem(last=False)
+        return kept
+
+    def _resumed(self, response_id: str, query: Mapping[str, str]) -> _Recording:
+        """The events of a kept background response after ``starting_after``."""
+        rec = self._background.get(response_id)
+        if rec is None:
+            raise _Refusal(
+                404,
+                f"no background response with id {response_id!r}: the emulator keeps the last "
+                f"{_BACKGROUND_KEPT} responses requested with \"background\": true",
+            )
+        if query.get("stream") != "true":
+            raise _Refusal(400, "the emulator serves a stored response as a stream only: pass stream=true")
+        after = query.get("starting_after")
+        if after is None:
+            return rec
+        try:
+            last = int(after)
+        except ValueError:
+            raise _Refusal(400, f"starting_after must be an integer sequence number, got {after!r}") from None
+        return dataclasses.replace(rec, items=tuple(item for item in rec.items if _sequence_of(item) > last))
+
     def _index(self) -> dict[str, Any]:
         return {
             "service": "rxstream ProviderEmulator",
-            "endpoints": {wire: f"POST {route}" for wire, route in _ENDPOINTS},
+            "endpoints": {
+                **{wire: f"POST {route}" for wire, route in _ENDPOINTS},
+                "openai.responses (resume)": "GET /v1/responses/{id}?stream=true&starting_after=N",
+            },
             "recordings": self.recordings,
             "headers": [RECORDING_HEADER, PACE_HEADER, FAULT_HEADER],
         }
@@ -1056,9 +1222,11 @@ class ProviderEmulator:
 
         stall = at(fault.stall_after) if fault else None
         malformed = at(fault.malformed_after) if fault else None
+        garbage = at(fault.garbage_after) if fault else None
         error = at(fault.error_after) if fault else None
         drop = at(fault.drop_after) if fault else None
-        boundaries = {p for p in (stall, malformed, error, drop) if p is not None}
+        truncate = at(fault.truncate_after) if fault else None
+        boundaries = {p for p in (stall, malformed, garbage, error, drop, truncate) if p is not None}
         batch: list[bytes] = []
         batch_size = 0
         loop = asyncio.get_running_loop()
@@ -1071,12 +1239,19 @@ class ProviderEmulator:
                 start += loop.time() - began  # the rest keeps its own gaps after the stall
             if i == malformed:
                 yield framer.malformed()
+            if i == garbage:
+                yield framer.garbage()
             if i == error and fault is not None:
                 for event, data in _stream_error(rec, fault.message, items[:i]):
                     yield framer.item(event, data)
                 break
             if i == drop:
                 raise _ConnectionDrop(f"fault: connection dropped after {i} events")
+            if i == truncate:
+                if i < count:
+                    whole = framer.item(items[i].event, items[i].data)
+                    yield whole[: len(whole) // 2]
+                return  # the body ends here, cleanly: no closing bracket, no last events
             if i == count:
                 break
             item = items[i]
