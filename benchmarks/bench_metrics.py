@@ -4,7 +4,9 @@ Every recording in tests/recordings is normalized once per round (one subscripti
 as in production), with and without ``tap_metrics(sink)`` after ``normalize()``; the extra time
 is divided by the number of events. Cases alternate within a round; medians over rounds. The
 ratio column is that extra time over the cost of the pipeline without it (normalize() plus the
-consumer), measured in the same round; ``map`` is an identity ``ops.map`` in the same place, the
+consumer), measured in the same round. The recordings are short (48 events on average), so each
+stream's fixed cost (one more subscription, the record, the sink) weighs on that figure; the last
+column runs one stream of 20,000 text deltas through the operators alone: the per-event cost. ``map`` is an identity ``ops.map`` in the same place, the
 cost of any one more operator (most of it reactivex's per-subscription and per-item plumbing). Target: under 1 microsecond per event with the in-memory
 sink.
 
@@ -92,6 +94,22 @@ def run(all_chunks: list[list[ProviderChunk]], case: str) -> tuple[float, int]:
     return time.perf_counter() - began, count
 
 
+def long_stream(count: int) -> list[Any]:
+    """One stream of ``count`` text deltas (already normalized): the per-event cost alone."""
+    from rxstream._events import StreamEnd, StreamStart, TextDelta, make_event
+
+    first = make_event(StreamStart, stream_id="long", seq=0, at=0, wire="openai.chat")
+    deltas = [make_event(TextDelta, stream_id="long", seq=i, at=i * 1_000_000, text=" w") for i in range(1, count + 1)]
+    return [first, *deltas, make_event(StreamEnd, stream_id="long", seq=count, at=count * 1_000_000)]
+
+
+def run_long(events: list[Any], case: str) -> float:
+    operators = CASES[case]()()
+    began = time.perf_counter()
+    reactivex.from_iterable(events).pipe(*operators).subscribe(_identity)
+    return time.perf_counter() - began
+
+
 def available(case: str) -> bool:
     try:
         CASES[case]()
@@ -104,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeat", type=int, default=4, help="times each recording runs per round")
+    parser.add_argument("--long", type=int, default=20_000, help="text deltas in the one-stream measurement")
     parser.add_argument("--case", choices=sorted(CASES), help="run one case once (for callgrind)")
     args = parser.parse_args(argv)
     all_chunks = streams(args.repeat)
@@ -122,14 +141,27 @@ def main(argv: list[str] | None = None) -> int:
             took, _ = run(all_chunks, case)
             added[case].append((took - base) / events * 1e6)
             ratio[case].append((took - base) / base)
+    long_events = long_stream(args.long)
+    long_added: dict[str, list[float]] = {c: [] for c in cases}
+    for _ in range(args.rounds):
+        base = run_long(long_events, "base")
+        for case in cases:
+            long_added[case].append((run_long(long_events, case) - base) / len(long_events) * 1e6)
     base_us = statistics.median(bases) / events * 1e6
     print(
         f"{len(all_chunks)} streams, {events:,} events per round ({args.rounds} alternating rounds, medians); "
         f"normalize() + consumer alone: {base_us:.2f} us per event"
     )
-    print(f"{'tap_metrics sink':<16} {'added us/event':>15} {'vs pipeline':>12}")
+    print(f"{'tap_metrics sink':<16} {'added us/event':>15} {'vs pipeline':>12} {'one long stream':>16}")
     for case in cases:
-        print(f"{case:<16} {statistics.median(added[case]):>15.3f} {statistics.median(ratio[case]):>11.1%}")
+        print(
+            f"{case:<16} {statistics.median(added[case]):>15.3f} {statistics.median(ratio[case]):>11.1%} "
+            f"{statistics.median(long_added[case]):>16.3f}"
+        )
+    print(
+        f"(added us/event: the recordings, {events / len(all_chunks):.0f} events per stream on average, so each "
+        f"stream's fixed cost counts; one long stream: {args.long:,} text deltas in one stream, the per-event cost)"
+    )
     return 0
 
 
