@@ -434,3 +434,14 @@ def test_a_restart_keeps_the_first_attempts_origin_and_is_counted() -> None:
     assert m.restarts == 1 and m.ttfb == pytest.approx(0.1) and m.ttft == pytest.approx(0.3)
     assert m.duration == pytest.approx(1.1) and m.gaps == pytest.approx([0.7, 0.1])
     assert next(e for e in out if e.type == "metrics").restarts == 1
+
+
+def test_the_metrics_event_carries_every_figure_it_declares() -> None:
+    from rxstream._events import EventBase
+
+    m = StreamMetrics(ttfb=0.1, ttft=0.2, gaps=[0.01, 0.03], events=5, chunks=3, restarts=1, finish_reasons=("stop",))
+    event = m.to_event("s", 4, 9)
+    own = set(Metrics.model_fields) - set(EventBase.model_fields) - {"type"}
+    assert own == set(event.model_fields_set) - set(EventBase.model_fields) - {"type"}
+    assert (event.gap_count, event.gap_max, event.restarts) == (2, 0.03, 1)
+    assert event.gap_mean == pytest.approx(0.02) and event.ttft == 0.2 and event.finish_reasons == ("stop",)

@@ -136,33 +136,16 @@ class StreamMetrics:
 
     def to_event(self, stream_id: str, seq: int, at: int) -> Metrics:
         """The ``metrics`` event carrying these figures."""
-        stats = self.gap_stats()
-        return make_event(
-            Metrics,
-            stream_id=stream_id,
-            seq=seq,
-            at=at,
-            ttfb=self.ttfb,
-            first_event=self.first_event,
-            ttft=self.ttft,
-            first_text=self.first_text,
-            duration=self.duration,
-            events=self.events,
-            chunks=self.chunks,
-            gap_count=len(self.gaps),
-            gap_min=stats["min"],
-            gap_p50=stats["p50"],
-            gap_p90=stats["p90"],
-            gap_p99=stats["p99"],
-            gap_max=stats["max"],
-            gap_mean=stats["mean"],
-            output_tokens=self.output_tokens,
-            usage_source=self.usage_source,
-            tokens_per_s=self.tokens_per_s,
-            chunks_per_s=self.chunks_per_s,
-            finish_reasons=self.finish_reasons,
-            restarts=self.restarts,
-        )
+        fields = {name: getattr(self, name) for name in _EVENT_FIELDS}
+        fields.update({f"gap_{name}": value for name, value in self.gap_stats().items()})
+        return make_event(Metrics, stream_id=stream_id, seq=seq, at=at, gap_count=len(self.gaps), **fields)
+
+
+# StreamMetrics fields the metrics event carries as they are (the gap figures are summarised).
+_EVENT_FIELDS = (
+    "ttfb", "first_event", "ttft", "first_text", "duration", "events", "chunks", "output_tokens",
+    "usage_source", "tokens_per_s", "chunks_per_s", "finish_reasons", "restarts",
+)
 
 
 @runtime_checkable
