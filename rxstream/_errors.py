@@ -10,7 +10,7 @@
     │   ├── AuthenticationError        401, 403
     │   ├── BadRequestError            400, 404, 422
     │   ├── RateLimitError             429; retry_after
-    │   └── ProviderUnavailableError   5xx, 529
+    │   └── ProviderUnavailableError   5xx, 529; retry_after
     ├── TransportError                 connection failed or dropped
     ├── StreamTimeoutError             first event / first content / idle / total; `kind`
     └── JsonError                      JSON in the content that cannot be parsed or validated
@@ -152,7 +152,21 @@ class RateLimitError(HTTPStatusError):
 
 
 class ProviderUnavailableError(HTTPStatusError):
-    """Raised on 5xx and 529 (Anthropic's overloaded): worth retrying later."""
+    """Raised on 5xx and 529 (Anthropic's overloaded): worth retrying later. ``retry_after``
+    (seconds) comes from ``retry-after-ms`` or ``retry-after`` when the provider sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        request_id: str | None = None,
+        body: Any = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id, body=body, code=code)
+        self.retry_after = retry_after
 
 
 class TransportError(RxStreamError):

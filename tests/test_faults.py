@@ -244,6 +244,21 @@ def test_a_429_then_success_is_one_clean_stream_after_the_retry_after_the_provid
     check_nothing_lost(outcome, text)
 
 
+@pytest.mark.parametrize("status", [503, 529])
+def test_an_overloaded_answer_with_retry_after_is_honoured_too(recordings: Path, status: int) -> None:
+    """Anthropic's 529 and a 503 may carry retry-after as well: the wait asked is at least that."""
+
+    async def main() -> tuple[Outcome, ProviderEmulator, list[float]]:
+        recorder = DelayRecorder(asyncio.get_running_loop())
+        async with ProviderEmulator(recordings, faults=[Fault(status=status, retry_after=2.5, times=1)]) as emu:
+            stream = source(emu, "anthropic.messages").pipe(normalize(), retry(backoff=0.2, rng=Fixed(0.5), scheduler=recorder))
+            return await consume(stream), emu, recorder.requested
+
+    outcome, emu, requested = run(main)
+    assert requested == [2.5] and statuses(emu) == [status, 200]
+    assert outcome.error is None and outcome.result is not None and outcome.result.completed
+
+
 def test_a_retry_after_beyond_max_delay_is_not_waited_for(recordings: Path) -> None:
     outcome, emu = fault_run(recordings, "openai.chat", [Fault(status=429, retry_after=90, times=1)], quick())
     assert statuses(emu) == [429] and outcome.error is not None

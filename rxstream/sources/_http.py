@@ -170,7 +170,9 @@ def status_error(
             text, status=status, request_id=request_id, body=parsed, code=code, retry_after=_retry_after(headers)
         )
     if status >= 500 or status == 529:
-        return ProviderUnavailableError(text, status=status, request_id=request_id, body=parsed, code=code)
+        return ProviderUnavailableError(
+            text, status=status, request_id=request_id, body=parsed, code=code, retry_after=_retry_after(headers)
+        )
     if status in (400, 404, 422):
         return BadRequestError(text, status=status, request_id=request_id, body=parsed, code=code)
     return HTTPStatusError(text, status=status, request_id=request_id, body=parsed, code=code)
