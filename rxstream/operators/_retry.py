@@ -610,7 +610,7 @@ def retry(
     Every attempt's events carry the first attempt's ``stream_id``; a new response's ``seq``
     continues past the last delivered one. The wait before retry ``k`` is drawn from
     ``[0, min(max_delay, backoff * 2 ** (k - 1))]`` ("full jitter"), and is at least the
-    provider's ``retry-after`` (:attr:`RateLimitError.retry_after`); a ``retry-after`` above
+    provider's ``retry-after`` (``retry_after`` of a 429, 503 or 529); a ``retry-after`` above
     ``max_delay`` is not waited for: the stream fails.
 
     .. marble::
