@@ -6,7 +6,8 @@ is divided by the number of events. Cases alternate within a round; medians over
 ratio column is that extra time over the cost of the pipeline without it (normalize() plus the
 consumer), measured in the same round. The recordings are short (48 events on average), so each
 stream's fixed cost (one more subscription, the record, the sink) weighs on that figure; the last
-column runs one stream of 20,000 text deltas through the operators alone: the per-event cost. ``map`` is an identity ``ops.map`` in the same place, the
+columns run one OpenAI chat stream of 20,000 chunks (bench_normalize's body) the same way: the
+per-event cost. ``map`` is an identity ``ops.map`` in the same place, the
 cost of any one more operator (most of it reactivex's per-subscription and per-item plumbing). Target: under 1 microsecond per event with the in-memory
 sink.
 
@@ -31,7 +32,7 @@ from reactivex import operators as ops
 from rxstream._chunk import ProviderChunk
 from rxstream.metrics import InMemoryMetrics
 from rxstream.operators import normalize, tap_metrics
-from rxstream.sources import load_recording
+from rxstream.sources import from_bytes, load_recording
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "tests" / "recordings"
 
@@ -94,19 +95,20 @@ def run(all_chunks: list[list[ProviderChunk]], case: str) -> tuple[float, int]:
     return time.perf_counter() - began, count
 
 
-def long_stream(count: int) -> list[Any]:
-    """One stream of ``count`` text deltas (already normalized): the per-event cost alone."""
-    from rxstream._events import StreamEnd, StreamStart, TextDelta, make_event
+def long_stream(count: int) -> list[ProviderChunk]:
+    """One OpenAI chat stream of ``count`` chunks (bench_normalize's body), decoded once."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_normalize import openai_body  # pyright: ignore[reportMissingImports, reportUnknownVariableType]
 
-    first = make_event(StreamStart, stream_id="long", seq=0, at=0, wire="openai.chat")
-    deltas = [make_event(TextDelta, stream_id="long", seq=i, at=i * 1_000_000, text=" w") for i in range(1, count + 1)]
-    return [first, *deltas, make_event(StreamEnd, stream_id="long", seq=count, at=count * 1_000_000)]
+    chunks: list[ProviderChunk] = []
+    from_bytes([openai_body(count)], wire="openai.chat").subscribe(chunks.append)
+    return chunks
 
 
-def run_long(events: list[Any], case: str) -> float:
+def run_long(chunks: list[ProviderChunk], case: str) -> float:
     operators = CASES[case]()()
     began = time.perf_counter()
-    reactivex.from_iterable(events).pipe(*operators).subscribe(_identity)
+    reactivex.from_iterable(chunks).pipe(normalize(), *operators).subscribe(_identity)
     return time.perf_counter() - began
 
 
@@ -141,26 +143,30 @@ def main(argv: list[str] | None = None) -> int:
             took, _ = run(all_chunks, case)
             added[case].append((took - base) / events * 1e6)
             ratio[case].append((took - base) / base)
-    long_events = long_stream(args.long)
+    long_chunks = long_stream(args.long)
     long_added: dict[str, list[float]] = {c: [] for c in cases}
+    long_ratio: dict[str, list[float]] = {c: [] for c in cases}
     for _ in range(args.rounds):
-        base = run_long(long_events, "base")
+        base = run_long(long_chunks, "base")
         for case in cases:
-            long_added[case].append((run_long(long_events, case) - base) / len(long_events) * 1e6)
+            took = run_long(long_chunks, case) - base
+            long_added[case].append(took / len(long_chunks) * 1e6)
+            long_ratio[case].append(took / base)
     base_us = statistics.median(bases) / events * 1e6
     print(
         f"{len(all_chunks)} streams, {events:,} events per round ({args.rounds} alternating rounds, medians); "
         f"normalize() + consumer alone: {base_us:.2f} us per event"
     )
-    print(f"{'tap_metrics sink':<16} {'added us/event':>15} {'vs pipeline':>12} {'one long stream':>16}")
+    print(f"{'':<16} {'recordings':>28} {'one long stream':>28}")
+    print(f"{'tap_metrics sink':<16} {'added us/event':>15} {'vs pipeline':>12} {'added us/event':>15} {'vs pipeline':>12}")
     for case in cases:
         print(
             f"{case:<16} {statistics.median(added[case]):>15.3f} {statistics.median(ratio[case]):>11.1%} "
-            f"{statistics.median(long_added[case]):>16.3f}"
+            f"{statistics.median(long_added[case]):>15.3f} {statistics.median(long_ratio[case]):>11.1%}"
         )
     print(
-        f"(added us/event: the recordings, {events / len(all_chunks):.0f} events per stream on average, so each "
-        f"stream's fixed cost counts; one long stream: {args.long:,} text deltas in one stream, the per-event cost)"
+        f"(recordings: {events / len(all_chunks):.0f} events per stream on average, so each stream's fixed cost counts; "
+        f"one long stream: {args.long:,} OpenAI chat chunks through normalize(), the per-event cost)"
     )
     return 0
 
