@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "CONTENT_TYPES",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "Citation",
@@ -305,6 +306,13 @@ Event = Annotated[
 """Any rxstream event; discriminated by ``type``."""
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+CONTENT_TYPES: frozenset[str] = frozenset(
+    {"text.delta", "reasoning.delta", "refusal.delta", "tool_call.start", "tool_call.delta"}
+)
+"""Event types that carry model output (a tool call's start carries its name). A
+``reasoning.delta`` counts only when it has text: one that only brings a signature does not.
+What time to first token, idle timeouts and retries call content."""
 
 EVENT_TYPES: dict[str, type[EventBase]] = {
     cls.model_fields["type"].default: cls

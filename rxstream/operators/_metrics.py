@@ -24,7 +24,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from rxstream._clock import stamp_ns
-from rxstream._events import Event, Metrics, StreamStart, UsageSource, make_event
+from rxstream._events import CONTENT_TYPES, Event, Metrics, StreamStart, UsageSource, make_event
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -52,9 +52,6 @@ TOKEN_BUCKETS: tuple[float, ...] = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )
 
-# Content: what the model generated. A tool call's start carries its name (model output too);
-# a reasoning delta with no text only carries a signature and is not counted.
-_CONTENT = frozenset({"text.delta", "reasoning.delta", "refusal.delta", "tool_call.start", "tool_call.delta"})
 
 
 def _rank(ordered: Sequence[float], q: float) -> float:
@@ -501,7 +498,7 @@ def tap_metrics(
             want_text = True
             stamp = cur.stamps.append
             stopped = False
-            content = _CONTENT
+            content = CONTENT_TYPES
             emit_next = observer.on_next
 
             def save() -> None:

@@ -22,7 +22,16 @@ from rxstream._errors import (
     StreamTimeoutError,
     TransportError,
 )
-from rxstream._events import Event, Finish, StreamRestart, StreamStart, TextDelta, Usage, event_builder
+from rxstream._events import (
+    CONTENT_TYPES,
+    Event,
+    Finish,
+    StreamRestart,
+    StreamStart,
+    TextDelta,
+    Usage,
+    event_builder,
+)
 from rxstream._gate import CURRENT_GATE
 from rxstream.operators._batch import seconds_of, timer_scheduler
 
@@ -42,10 +51,8 @@ AfterContent = Literal["fail", "restart", "resume"]
 _AFTER_CONTENT: Final[tuple[str, ...]] = get_args(AfterContent)
 
 # What counts as content: what a consumer shows or acts on, so a failure after it can no longer
-# be hidden. A reasoning delta without text (a bare signature) is not: timeout() agrees.
-_CONTENT: Final = frozenset(
-    {"text.delta", "reasoning.delta", "refusal.delta", "tool_call.start", "tool_call.delta", "tool_call.done"}
-)
+# be hidden; a completed tool call too (a consumer may already be executing it).
+_CONTENT: Final = CONTENT_TYPES | {"tool_call.done"}
 
 # Provider error codes and types (lower-cased) that say "try again later": Anthropic, OpenAI
 # (chat and Responses), Gemini / Vertex status names, and the rate-limit spellings in use.

@@ -17,12 +17,11 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable, SingleAssignmentDisposable
 
 from rxstream._errors import StreamTimeoutError
-from rxstream._events import Event
+from rxstream._events import CONTENT_TYPES, Event
 from rxstream.operators._batch import seconds_of, timer_scheduler
 
 __all__ = ["IDLE_RESOLUTION", "timeout"]
 
-_CONTENT = frozenset({"text.delta", "reasoning.delta", "refusal.delta", "tool_call.start", "tool_call.delta"})
 
 IDLE_RESOLUTION = 8
 """The idle deadline is checked ``IDLE_RESOLUTION`` times per ``idle`` period: content events only
@@ -197,7 +196,7 @@ def timeout(
                         return
                     events += 1
                     kind = event.__dict__["type"]
-                    if kind in _CONTENT and (kind != "reasoning.delta" or event.__dict__["text"]):
+                    if kind in CONTENT_TYPES and (kind != "reasoning.delta" or event.__dict__["text"]):
                         chunks += 1
                         progressed = True
                         if chunks == 1:
