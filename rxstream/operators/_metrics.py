@@ -310,7 +310,7 @@ def format_metrics(metrics: StreamMetrics) -> str:
 
 
 class _Tracker:
-    """The per-subscription measurement: ``see`` per event, ``finish`` once."""
+    """One stream's measurement between events (the operator keeps its hot counters in cells)."""
 
     __slots__ = (
         "events",
