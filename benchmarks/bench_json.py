@@ -6,8 +6,10 @@ Arguments of about 5 KB, 20 KB and 80 KB arrive as an Anthropic tool call in 500
 final document, and their ratio (median of alternating rounds; target: at most 40x with partial events on); the growth factor
 per 4x size (linear work stays near 4x); and, in the same run, the Anthropic SDK's approach:
 re-parsing the whole buffer with jiter's partial mode on every fragment (quadratic).
+``--document yajl`` measures the pure-Python document (ijson's yajl2_c + a lexer) that
+parse_json() uses when the C document (``rxstream._jsonfast``) was not compiled.
 
-    python benchmarks/bench_json.py [--repeat 5]
+    python benchmarks/bench_json.py [--repeat 5] [--document yajl]
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import reactivex
 from pydantic_core import from_json
 
 from rxstream._chunk import ProviderChunk, StreamOpen
-from rxstream.operators import normalize, parse_json
+from rxstream.operators import _json, normalize, parse_json
+from rxstream.operators._json_stream import YajlDocument
 
 SIZES = ((5_000, 500), (20_000, 2_000), (80_000, 8_000))
 
@@ -131,7 +134,16 @@ def sdk_reparse(text: str, fragments: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=11)
+    parser.add_argument(
+        "--document",
+        choices=("default", "yajl"),
+        default="default",
+        help="yajl: measure the pure-Python fallback (ijson + lexer) used when the C document is not built",
+    )
     args = parser.parse_args(argv)
+    if args.document == "yajl":
+        _json.new_document = YajlDocument  # pyright: ignore[reportAttributeAccessIssue]
+    print(f"JSON document: {type(_json.new_document()).__name__}")
     for shape, make in SHAPES.items():
         print(f"\n{shape}: {make.__doc__.splitlines()[0] if make.__doc__ else shape}")
         measure(make, args.repeat)

@@ -11,10 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rxstream._errors import JsonError, LimitExceededError
-from rxstream.operators._json_stream import PythonDocument, Report, YajlDocument
+from rxstream.operators import _json_stream
+from rxstream.operators._json_stream import NativeDocument, PythonDocument, Report, YajlDocument, new_document
 from tests.test_json_partial import SMALL_DOCS
 
-Document = YajlDocument | PythonDocument
+FastDocument = YajlDocument | NativeDocument
+Document = YajlDocument | NativeDocument | PythonDocument
+# Both fast paths are held to the pure-Python parser: the C one (built at install) and ijson's.
+FAST: list[type[FastDocument]] = [YajlDocument, NativeDocument]
 
 
 def run(doc: Document, fragments: list[str]) -> list[Any]:
@@ -68,22 +72,24 @@ json_values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(json_values, st.booleans(), st.lists(st.integers(0, 10**6), max_size=12))
-def test_fast_path_says_exactly_what_the_python_parser_says(value: Any, ascii_only: bool, cuts: list[int]) -> None:
+@pytest.mark.parametrize("make", FAST)
+def test_fast_path_says_exactly_what_the_python_parser_says(make: type[FastDocument], value: Any, ascii_only: bool, cuts: list[int]) -> None:
     text = json.dumps(value, ensure_ascii=ascii_only)
     fragments = splits(text, cuts)
-    fast = run(YajlDocument(), fragments)
+    fast = run(make(), fragments)
     assert fast == run(PythonDocument(), fragments)
     assert fast[-1] == (False, value, 1)
 
 
 @settings(max_examples=300, deadline=None)
 @given(json_values, st.integers(1, 6), st.lists(st.integers(0, 10**6), max_size=12))
-def test_both_paths_enforce_the_same_depth_limit(value: Any, max_depth: int, cuts: list[int]) -> None:
+@pytest.mark.parametrize("make", FAST)
+def test_both_paths_enforce_the_same_depth_limit(make: type[FastDocument], value: Any, max_depth: int, cuts: list[int]) -> None:
     # The fast path hands a fragment that could cross the limit to the pure-Python parser,
     # which raises at the exact position: both say the same, at any split.
     text = json.dumps(value)
     fragments = splits(text, cuts)
-    fast = run(YajlDocument(max_depth=max_depth), fragments)
+    fast = run(make(max_depth=max_depth), fragments)
     assert fast == run(PythonDocument(max_depth=max_depth), fragments)
     deepest = _depth(value)
     if deepest > max_depth:
@@ -101,28 +107,31 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def test_a_million_brackets_never_reach_yajl() -> None:
+@pytest.mark.parametrize("make", FAST)
+def test_a_million_brackets_never_reach_the_fast_path(make: type[FastDocument]) -> None:
     # Regression (issue 8): yajl turned every bracket of a fragment into an event before any
     # check ran; a fragment that could cross the limit now goes to the pure-Python parser.
-    doc = YajlDocument(max_depth=128)
+    doc = make(max_depth=128)
     with pytest.raises(LimitExceededError, match="position 128"):
         doc.feed("[" * 1_000_000)
     assert doc._slow is not None  # pyright: ignore[reportPrivateUsage]
 
 
 @pytest.mark.parametrize("text", SMALL_DOCS)
-def test_small_documents_every_split_point(text: str) -> None:
+@pytest.mark.parametrize("make", FAST)
+def test_small_documents_every_split_point(make: type[FastDocument], text: str) -> None:
     for i in range(len(text) + 1):
         fragments = [p for p in (text[:i], text[i:]) if p]
-        assert run(YajlDocument(), fragments) == run(PythonDocument(), fragments)
+        assert run(make(), fragments) == run(PythonDocument(), fragments)
     chars = list(text)
-    assert run(YajlDocument(), chars) == run(PythonDocument(), chars)
+    assert run(make(), chars) == run(PythonDocument(), chars)
 
 
 @pytest.mark.parametrize("size", [1, 3, 10])
-def test_rebuilt_value_follows_the_text_and_completes_every_path_once(size: int) -> None:
+@pytest.mark.parametrize("make", FAST)
+def test_rebuilt_value_follows_the_text_and_completes_every_path_once(make: type[FastDocument], size: int) -> None:
     text = json.dumps({"items": [{"id": i, "name": f"n\u00e9 {i}", "ok": i % 2 == 0, "t": [i, None]} for i in range(8)]})
-    doc = YajlDocument()
+    doc = make()
     value: Any = None
     completed: list[list[str | int]] = []
     finals: list[Any] = []
@@ -154,15 +163,16 @@ def test_rebuilt_value_follows_the_text_and_completes_every_path_once(size: int)
         (['["a", "\\', 'ud83d\\', 'ude00"]'], ["a", "\U0001f600"]),
     ],
 )
-def test_hand_over_keeps_the_value_exact(fragments: list[str], expected: Any) -> None:
-    doc = YajlDocument()
+@pytest.mark.parametrize("make", FAST)
+def test_hand_over_keeps_the_value_exact(make: type[FastDocument], fragments: list[str], expected: Any) -> None:
+    doc = make()
     value: Any = None
     for fragment in fragments:
         for report in doc.feed(fragment) or []:
             value = apply(value, report)
     doc.finish()
     assert value == expected and doc.value == expected and not doc.truncated
-    assert run(YajlDocument(), fragments) == run(PythonDocument(), fragments)
+    assert run(make(), fragments) == run(PythonDocument(), fragments)
 
 
 @pytest.mark.parametrize(
@@ -176,15 +186,17 @@ def test_hand_over_keeps_the_value_exact(fragments: list[str], expected: Any) ->
         (['{"a": tru', "x}"], "position 6: expected 'true'"),
     ],
 )
-def test_invalid_json_raises_the_python_parsers_error(fragments: list[str], message: str) -> None:
-    fast = run(YajlDocument(), fragments)
+@pytest.mark.parametrize("make", FAST)
+def test_invalid_json_raises_the_python_parsers_error(make: type[FastDocument], fragments: list[str], message: str) -> None:
+    fast = run(make(), fragments)
     assert fast[-1][0] == "error" and message in fast[-1][1]
     assert fast[-1] == run(PythonDocument(), fragments)[-1]
 
 
-def test_a_string_out_of_place_is_not_reported_before_the_error() -> None:
+@pytest.mark.parametrize("make", FAST)
+def test_a_string_out_of_place_is_not_reported_before_the_error(make: type[FastDocument]) -> None:
     # yajl finds '"b' misplaced only once the string ends; the lexer must not report it.
-    doc = YajlDocument()
+    doc = make()
     assert doc.feed("[1 ") == [Report([], "set", [1], [[0]], 0, False, None)]
     with pytest.raises(JsonError, match="position 3"):
         doc.feed('"b')
@@ -193,14 +205,16 @@ def test_a_string_out_of_place_is_not_reported_before_the_error() -> None:
 @pytest.mark.parametrize(
     "text", ['{"a": "x', '{"a": 1', "[1, tr", '{"a', '"abc', '{"a": 1, "b": [', "-", "[-"]
 )
-def test_truncation_is_reported_like_the_python_parser(text: str) -> None:
-    fast = run(YajlDocument(), [text])
+@pytest.mark.parametrize("make", FAST)
+def test_truncation_is_reported_like_the_python_parser(make: type[FastDocument], text: str) -> None:
+    fast = run(make(), [text])
     assert fast == run(PythonDocument(), [text])
     assert fast[-1][0] is True  # truncated
 
 
-def test_a_long_string_is_appended_without_rereading_it() -> None:
-    doc = YajlDocument()
+@pytest.mark.parametrize("make", FAST)
+def test_a_long_string_is_appended_without_rereading_it(make: type[FastDocument]) -> None:
+    doc = make()
     first = doc.feed('{"code": "')
     assert first == [Report([], "set", {"code": ""}, [], 0, False, None)]
     for _ in range(1000):
@@ -210,8 +224,9 @@ def test_a_long_string_is_appended_without_rereading_it() -> None:
     assert last.final == {"code": "0123456789" * 1000 + "!"}
 
 
-def test_top_level_values_in_one_fragment_get_one_report_each() -> None:
-    reports = YajlDocument().feed('{"a": 1} [2] "x" 3 ') or []
+@pytest.mark.parametrize("make", FAST)
+def test_top_level_values_in_one_fragment_get_one_report_each(make: type[FastDocument]) -> None:
+    reports = make().feed('{"a": 1} [2] "x" 3 ') or []
     assert [(r.top_level_index, r.complete, r.final) for r in reports] == [
         (0, True, {"a": 1}),
         (1, True, [2]),
@@ -253,3 +268,49 @@ def test_a_long_string_reaches_yajl_once_when_it_ends(escaped: bool) -> None:
     assert doc.finish() is None and value == json.loads(text)
     assert counting.sent == len(text.encode())
     assert counting.sends < 10  # the opening fragment, the closing one and what follows
+
+
+def test_the_c_document_is_built_and_used() -> None:
+    # pip install compiles rxstream/_jsonfast.c (setup.py); parse_json() uses it when present.
+    assert _json_stream._jsonfast is not None, "rxstream._jsonfast was not compiled: installing needs a C compiler"
+    assert isinstance(new_document(), NativeDocument)
+    assert isinstance(new_document(max_depth=3), NativeDocument)
+
+
+def test_without_the_c_document_yajl_takes_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_json_stream, "_jsonfast", None)
+    assert isinstance(new_document(), YajlDocument)
+    with pytest.raises(ImportError, match="not built"):
+        NativeDocument()
+
+
+def test_the_c_document_hands_over_once_and_keeps_every_fragment() -> None:
+    doc = NativeDocument()
+    assert doc.feed('{"a": [1, ') is not None
+    assert doc._slow is None  # pyright: ignore[reportPrivateUsage]
+    # A surrogate escape is the Python parser's: it takes over with the text so far.
+    reports = doc.feed('"\\ud83d\\ude00"')
+    assert doc._slow is not None  # pyright: ignore[reportPrivateUsage]
+    assert reports == [Report(["a", 1], "set", "\U0001f600", [["a", 1]], 0, False, None)]
+    assert doc.feed("]}") == [Report(None, None, None, [["a"], []], 0, True, {"a": [1, "\U0001f600"]})]
+    assert doc.finish() is None and doc.value == {"a": [1, "\U0001f600"]} and not doc.truncated
+
+
+@pytest.mark.parametrize(
+    ("fragments", "value"),
+    [
+        (["[1.5e", "3, -0, 0.25, 1E-2, 12345678901234567890123, 7]"], [1500.0, 0, 0.25, 0.01, 12345678901234567890123, 7]),
+        (['{"k\\u00e9\\n', '": "\\u00', 'e9\\t\\"x\\\\"}'], {"k\u00e9\n": "\u00e9\t\"x\\"}),
+        (['["\u20ac', "\U0001f600", '\u00e9"]'], ["\u20ac\U0001f600\u00e9"]),
+        (["[tr", "u", "e, fa", "lse, nul", "l]"], [True, False, None]),
+        (['{"a": 1, "a": 2, "b": {}}'], {"a": 2, "b": {}}),
+        (["  \n\t[ ] ", '{ "x" :\r\n1 }'], {"x": 1}),
+    ],
+)
+def test_the_c_document_reads_what_json_loads_reads(fragments: list[str], value: Any) -> None:
+    doc = NativeDocument()
+    finals = [r.final for fragment in fragments for r in doc.feed(fragment) or [] if r.complete]
+    finals += [r.final for r in doc.finish() or [] if r.complete]
+    assert doc._slow is None  # pyright: ignore[reportPrivateUsage]  (no hand-over: the C parser read it all)
+    assert finals[-1] == doc.value == value and not doc.truncated
+    assert run(NativeDocument(), fragments) == run(PythonDocument(), fragments)

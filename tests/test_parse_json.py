@@ -346,7 +346,7 @@ class CountingDocument(YajlDocument):
 def test_a_long_string_costs_no_read_of_the_value_per_delta(
     doc_start: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rxstream.operators._json.YajlDocument", CountingDocument)
+    monkeypatch.setattr("rxstream.operators._json.new_document", CountingDocument)
     CountingDocument.reads = 0
     parts = [doc_start, *("abcdefgh" for _ in range(5000))]
     out = pipe(text_events(parts, close=False), targets="text", every=10**9)
@@ -741,3 +741,23 @@ def test_time_cadence_uses_the_subscribe_scheduler_by_default() -> None:
         lambda: xs.pipe(parse_json(targets="text", every=datetime.timedelta(seconds=30))), disposed=1000
     )
     assert [p.snapshot for _, p in partials_of(results.messages)] == [None, "ab"]
+
+
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_the_c_and_the_ijson_documents_give_the_same_events_on_every_recording(
+    chunk_size: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # parse_json() uses the C document when it is built and ijson's otherwise: on all 86
+    # recordings (answers read as JSON whether or not they are, tool calls everywhere) both
+    # must say exactly the same thing.
+    paths = sorted(p for p in ROOT.iterdir() if p.suffix in {".sse", ".jsonl", ".json"})
+    assert len(paths) == 86
+    with_c: list[list[Any]] = []
+    for path in paths:
+        events, _ = run_recording(path, chunk_size=chunk_size)
+        with_c.append(pipe(events, targets="text", every=16))
+    monkeypatch.setattr("rxstream.operators._json.new_document", YajlDocument)
+    for path, expected in zip(paths, with_c, strict=True):
+        events, _ = run_recording(path, chunk_size=chunk_size)
+        assert pipe(events, targets="text", every=16) == expected, path.name
+    assert sum(isinstance(e, JsonValue) for out in with_c for e in out) > 50

@@ -30,7 +30,12 @@ from ijson.utils import sendable_list  # pyright: ignore[reportMissingTypeStubs]
 from rxstream._limits import DEFAULT_LIMITS
 from rxstream.operators._json_partial import Change, PartialJsonParser, apply, deep_copy
 
-__all__ = ["PythonDocument", "Report", "YajlDocument", "spine_copy"]
+try:
+    from rxstream import _jsonfast  # the C document, built at install time when a compiler is present
+except ImportError:  # pragma: no cover - exercised on installs without a C compiler
+    _jsonfast = None
+
+__all__ = ["Document", "NativeDocument", "PythonDocument", "Report", "YajlDocument", "new_document", "spine_copy"]
 
 Path = list[str | int]
 
@@ -603,6 +608,117 @@ class YajlDocument:
             self._store(joined)
             self._s_parts = [joined]
             self._s_stale = False
+
+
+class NativeDocument:
+    """The C document (``rxstream._jsonfast``): the whole fast path in one call per fragment.
+
+    It reads each fragment once, in C: the structure, the value, what is still open at the
+    fragment's end (a string's text so far, a number's value so far), the reports. What it does
+    not take (invalid JSON, surrogate escapes, nesting past ``max_depth``, integers longer than
+    ``int()`` reads) makes it hand over to :class:`PythonDocument` exactly as
+    :class:`YajlDocument` does: the text so far is replayed silently and that parser goes on or
+    raises the precise error. Reports equal :class:`YajlDocument`'s and :class:`PythonDocument`'s
+    for the same fragments (the tests hold all three to it).
+
+    Example:
+        >>> d = NativeDocument()
+        >>> [(r.path, r.op, r.value) for r in d.feed('{"a": "he')]
+        [([], 'set', {'a': 'he'})]
+        >>> [(r.path, r.op, r.value, r.completed) for r in d.feed('llo"}')]
+        [(['a'], 'append', 'llo', [['a'], []])]
+
+    Raises:
+        ImportError: When the C extension was not built (no compiler at install time); use
+            :func:`new_document`, which falls back to :class:`YajlDocument`.
+    """
+
+    __slots__ = ("_c", "feed")
+
+    feed: Callable[[str], list[Report] | None]
+    """Consume the next fragment; return its reports, or None when nothing changed (the C
+    parser's own method: one call per fragment, no Python frame).
+
+    Raises:
+        JsonError: When the text is not valid JSON.
+        LimitExceededError: When an object or array opens deeper than ``max_depth``.
+    """
+
+    def __init__(self, *, max_depth: int = DEFAULT_LIMITS.max_json_depth) -> None:
+        if _jsonfast is None:
+            raise ImportError("rxstream._jsonfast is not built (no C compiler at install time)")
+        self._c = _jsonfast.Parser(Report, max_depth, _hand_over)
+        self.feed = self._c.feed
+
+    @property
+    def _slow(self) -> PythonDocument | None:
+        delegate: Any = self._c.delegate
+        return cast(PythonDocument | None, delegate)
+
+    @property
+    def value(self) -> Any:
+        """The current (last started) top-level value so far (live: do not mutate)."""
+        slow = self._slow
+        return self._c.value if slow is None else slow.value
+
+    @property
+    def value_count(self) -> int:
+        """How many top-level values have started so far."""
+        slow = self._slow
+        return self._c.count if slow is None else slow.value_count
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the text ended inside a value (after :meth:`finish`)."""
+        slow = self._slow
+        return self._c.truncated if slow is None else slow.truncated
+
+    def snapshot(self) -> Any:
+        """A copy of the value so far, sharing the parts that can no longer change."""
+        slow = self._slow
+        return self._c.snapshot() if slow is None else slow.snapshot()
+
+    def finish(self) -> list[Report] | None:
+        """Mark the end of the text; return the last reports (a top-level number ended by it).
+
+        Raises:
+            JsonError: When the text is not valid JSON.
+        """
+        slow = self._slow
+        if slow is None:
+            try:
+                return cast("list[Report] | None", self._c.finish())
+            except _FALLBACK:
+                _hand_over(self._c, "")
+                slow = self._slow
+                assert slow is not None
+        return slow.finish()
+
+
+def _hand_over(parser: Any, text: str) -> list[Report] | None:
+    """Replay the text before ``text`` into the pure-Python parser, which then takes ``text``.
+
+    Called by the C parser on what it does not take; the new document becomes its delegate.
+    """
+    texts: list[str] = parser.texts
+    slow = PythonDocument(max_depth=parser.max_depth)
+    before = "".join(texts[:-1] if text else texts)
+    parser.delegate = slow
+    if before:
+        slow.replay(before)
+    return slow.feed(text) if text else None
+
+
+_FALLBACK: type[Exception] = _jsonfast.Fallback if _jsonfast is not None else RuntimeError
+
+Document = NativeDocument | YajlDocument
+
+
+def new_document(*, max_depth: int = DEFAULT_LIMITS.max_json_depth) -> Document:
+    """The fastest document this install has: :class:`NativeDocument`, else :class:`YajlDocument`."""
+    if _jsonfast is not None:
+        return NativeDocument(max_depth=max_depth)
+    return YajlDocument(max_depth=max_depth)
 
 
 class PythonDocument:
