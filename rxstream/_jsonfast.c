@@ -1001,6 +1001,10 @@ Parser_feed(Parser *self, PyObject *text)
         PyErr_Format(PyExc_TypeError, "feed() expected str, got %.100s", Py_TYPE(text)->tp_name);
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+#endif
     if (PyUnicode_GET_LENGTH(text) == 0)
         Py_RETURN_NONE;
     if (PyList_Append(self->texts, text) < 0)

@@ -227,29 +227,33 @@ class JsonTargetsCore:
     def feed(self, event: Event) -> list[Event]:
         """Pass ``event`` on, followed by the JSON events it caused."""
         self._latest = event
-        # Deltas are the hot path: their fields are read from __dict__ (pydantic's __getattr__
+        # Deltas are the hot path: one call, fields read from __dict__ (pydantic's __getattr__
         # makes each attribute read several times slower).
-        if isinstance(event, ToolCallDelta):
+        kind = type(event)
+        if kind is ToolCallDelta:
             d = event.__dict__
-            target = self._targets.get((d["output"], d["call_index"]))
-            if target is None:
-                target = self._target(d["output"], d["call_index"])
-            out: list[Event] = [event]
-            if not target.stopped:
-                self._feed(target, d["arguments_delta"], d, out)
-            return out
-        if isinstance(event, TextDelta):
-            out = [event]
-            if self._text:
-                d = event.__dict__
-                target = self._targets.get((d["output"], _TEXT))
-                if target is None:
-                    target = self._target(d["output"], _TEXT)
-                if not target.stopped:
-                    self._feed(target, d["text"], d, out)
-            return out
+            key = (d["output"], d["call_index"])
+            text = d["arguments_delta"]
+        elif kind is TextDelta:
+            if not self._text:
+                return [event]
+            d = event.__dict__
+            key = (d["output"], _TEXT)
+            text = d["text"]
+        else:
+            return self._other(event)
+        target = self._targets.get(key)
+        if target is None:
+            target = self._target(*key)
+        out: list[Event] = [event]
+        if not target.stopped:
+            self._feed(target, text, d, out)
+        return out
+
+    def _other(self, event: Event) -> list[Event]:
+        """Everything but a delta: ends, restarts, the request's format."""
+        out: list[Event] = [event]
         if isinstance(event, ToolCallDone):
-            out = [event]
             target = self._target(event.output, event.call_index)
             if target.fed == 0 and event.arguments and not target.stopped:
                 # The arguments came only with the done event: nothing was streamed.
@@ -257,7 +261,6 @@ class JsonTargetsCore:
             self._end(target, event.__dict__, "truncated: the stream ended inside the JSON value (tool call done)", out)
             return out
         if isinstance(event, Finish):
-            out = [event]
             reason = event.reason or event.raw_reason or "unknown"
             message = f"truncated: the stream ended inside the JSON value (finish reason {reason})"
             for key, target in list(self._targets.items()):
@@ -270,12 +273,10 @@ class JsonTargetsCore:
             return out
         if isinstance(event, StreamStart):
             self._text = self._targets_mode == "text" or (self._targets_mode == "auto" and _json_requested(event))
-            return [event]
-        if isinstance(event, StreamRestart):
+        elif isinstance(event, StreamRestart):
             # Consumers discard everything before a restart; so do the parsers.
             self._targets.clear()
-            return [event]
-        return [event]
+        return out
 
     def flush(self) -> list[Event]:
         """Report what is still open when the stream completes without ``stream.end``."""
@@ -307,7 +308,7 @@ class JsonTargetsCore:
         """Feed a delta's text (``cause`` is the delta's ``__dict__``) and add what it caused."""
         if not text:
             return
-        target.fed += len(text) if text.isascii() else len(text.encode())
+        fed = target.fed = target.fed + (len(text) if text.isascii() else len(text.encode()))
         try:
             reports = target.feed(text)
         except JsonError as exc:
@@ -321,16 +322,14 @@ class JsonTargetsCore:
             return
         if reports is None:
             return
-        report = reports[0]
-        if len(reports) == 1 and self._by_bytes and not report.complete and target.fed < target.next_mark:
-            # The usual delta: one change, no snapshot due.
-            out.append(
-                _PARTIAL(
-                    cause["stream_id"], cause["seq"], cause["at"], {}, target.model,
-                    report.value, report.path, report.op, report.completed, None, None,
+        if len(reports) == 1 and self._by_bytes and fed < target.next_mark:
+            path, op, value, completed, _, complete, _ = reports[0]
+            if not complete:
+                # The usual delta: one change, no snapshot due.
+                out.append(
+                    _PARTIAL(cause["stream_id"], cause["seq"], cause["at"], {}, target.model, value, path, op, completed, None, None)
                 )
-            )
-            return
+                return
         self._emit(target, reports, cause, out)
 
     def _end(self, target: _Target, cause: Mapping[str, Any], message: str, out: list[Event]) -> None:
