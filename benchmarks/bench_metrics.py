@@ -7,13 +7,21 @@ ratio column is that extra time over the cost of the pipeline without it (normal
 consumer), measured in the same round. The recordings are short (48 events on average), so each
 stream's fixed cost (one more subscription, the record, the sink) weighs on that figure; the last
 columns run one OpenAI chat stream of 20,000 chunks (bench_normalize's body) the same way: the
-per-event cost. ``map`` is an identity ``ops.map`` in the same place, the
-cost of any one more operator (most of it reactivex's per-subscription and per-item plumbing). Target: under 1 microsecond per event with the in-memory
-sink.
+per-event cost. ``map`` is an identity ``ops.map`` in the same place, the cost of any one more
+operator (most of it reactivex's per-subscription and per-item plumbing). Target: under 1
+microsecond per event with the in-memory sink.
 
-    python benchmarks/bench_metrics.py [--rounds 15] [--repeat 4]
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python benchmarks/bench_metrics.py --case memory --repeat 2    # and --repeat 4
+    python benchmarks/bench_metrics.py [--rounds 15] [--repeat 4] [--long 20000]
+
+Timings on a shared machine move; instruction counts do not. ``--case X`` runs the recordings
+once through case X, ``--long-case X`` the long stream alone; under callgrind, the difference
+between two sizes divided by the extra streams or events, minus the same for ``base``, is the
+case's own cost per stream or per event:
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python benchmarks/bench_metrics.py --case memory --repeat 1         # and --repeat 5: 4 more passes
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python benchmarks/bench_metrics.py --long-case memory --long 2000   # and --long 12000: 10,000 more chunks
 """
 
 from __future__ import annotations
@@ -125,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeat", type=int, default=4, help="times each recording runs per round")
     parser.add_argument("--long", type=int, default=20_000, help="text deltas in the one-stream measurement")
-    parser.add_argument("--case", choices=sorted(CASES), help="run one case once (for callgrind)")
+    parser.add_argument("--case", choices=sorted(CASES), help="run the recordings once through one case")
+    parser.add_argument("--long-case", choices=sorted(CASES), help="run the one long stream once through one case")
     args = parser.parse_args(argv)
+    if args.long_case is not None:
+        run_long(long_stream(args.long), args.long_case)
+        return 0
     all_chunks = streams(args.repeat)
     if args.case is not None:
         run(all_chunks, args.case)

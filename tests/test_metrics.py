@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import itertools
 import json
+import math
+import pickle
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import reactivex
+from reactivex import abc
 from reactivex import operators as ops
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxstream._consume import collect
@@ -27,7 +35,14 @@ from rxstream._events import (
     Usage,
     make_event,
 )
-from rxstream.metrics import InMemoryMetrics, StreamMetrics, format_metrics
+from rxstream.metrics import (
+    DURATION_BUCKETS,
+    TOKEN_BUCKETS,
+    Histogram,
+    InMemoryMetrics,
+    StreamMetrics,
+    format_metrics,
+)
 from rxstream.operators import aggregate_usage, batch, normalize, tap_metrics
 from rxstream.sources import load_recording, openai_chat, replay
 from rxstream.testing import ProviderEmulator
@@ -445,3 +460,125 @@ def test_the_metrics_event_carries_every_figure_it_declares() -> None:
     assert own == set(event.model_fields_set) - set(EventBase.model_fields) - {"type"}
     assert (event.gap_count, event.gap_max, event.restarts) == (2, 0.03, 1)
     assert event.gap_mean == pytest.approx(0.02) and event.ttft == 0.2 and event.finish_reasons == ("stop",)
+
+
+# The cheaper paths (issue 7): the same figures as the straightforward computations they replace.
+
+
+def test_gaps_are_exactly_the_differences_of_the_arrivals() -> None:
+    """Each gap is (b - a) / 1e9 of consecutive content arrivals, in arrival order, bit for bit."""
+    base = 1_733_000_000_123_456_789  # ns since the epoch: beyond a float's exact integers
+    offsets = [0, 17, 3_000_001, 2_999_999, 250_000_000, 250_000_000, 1_000_000_007]  # one goes back
+    stamps = [base + o for o in offsets]
+    events: list[Any] = [start(at=base - 5, sent=base - 900_000_000)]
+    for i, at in enumerate(stamps, 1):
+        events.append(make_event(TextDelta, stream_id="t", seq=i, at=at, text="x"))
+        if i == 3:  # the same payload again, and a reasoning delta without text: no new chunk
+            events.append(make_event(TextDelta, stream_id="t", seq=i, at=at + 1, output=1, text="y"))
+            events.append(make_event(ReasoningDelta, stream_id="t", seq=i + 100, at=at + 2, text=""))
+    events.append(make_event(StreamEnd, stream_id="t", seq=len(stamps), at=stamps[-1] + 9))
+    sink = InMemoryMetrics()
+    reactivex.from_iterable(events).pipe(tap_metrics(sink)).subscribe()
+    [m] = sink.records
+    assert m.gaps == [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
+    assert m.chunks == len(stamps) and m.events == len(events)
+    origin = base - 900_000_000
+    assert m.ttft == (stamps[0] - origin) / 1e9 and m.first_text == m.ttft
+    assert m.duration == (stamps[-1] + 9 - origin) / 1e9
+    assert m.chunks_per_s == (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1e9)
+    assert m.sorted_gaps() == tuple(sorted(m.gaps))
+
+
+def test_a_record_sets_every_field() -> None:
+    """Records are built field by field: each one equals the record its values make."""
+    boom = ProviderUnavailableError("service unavailable", status=503)
+    sink = InMemoryMetrics()
+    reactivex.throw(boom).pipe(tap_metrics(sink)).subscribe(on_error=lambda _: None)
+    # Only an empty reasoning delta: an event, but nothing with a time to measure from.
+    empty = make_event(ReasoningDelta, stream_id="t", seq=1, at=5, text="", signature="sig")
+    reactivex.of(empty).pipe(tap_metrics(sink)).subscribe()
+    events = [start(), text("a", 1, 100), end_event(1, 100)]
+    reactivex.from_iterable(events).pipe(tap_metrics(sink)).subscribe()
+    failed, unmeasured, one = sink.records
+    assert failed == StreamMetrics(origin="first_event", outcome="error", error_type="ProviderUnavailableError")
+    assert unmeasured == StreamMetrics(stream_id="t", events=1, origin="first_event")
+    assert one == StreamMetrics(
+        stream_id="t", provider="p", wire="openai.chat", response_model="m", origin_at=0, origin="first_event",
+        ttft=0.1, first_text=0.1, duration=0.1, events=3, chunks=1,
+    )
+    assert "_sorted" not in dataclasses.asdict(one) and "_sorted" not in repr(one)
+
+
+@pytest.mark.parametrize("boundaries", [DURATION_BUCKETS, TOKEN_BUCKETS, (1.0,)], ids=["duration", "tokens", "one"])
+def test_observe_sorted_counts_what_observe_many_counts(boundaries: tuple[float, ...]) -> None:
+    rng = random.Random(7)
+    top = boundaries[-1]
+    cases: list[list[float]] = [
+        [],
+        [0.0],
+        [math.inf],
+        [-math.inf, -1.0, 0.0],
+        list(boundaries),  # each value exactly on a bound
+        [b * 1.0000001 for b in boundaries] + [b / 1.0000001 for b in boundaries],
+        [rng.uniform(-top / 10, top * 2) for _ in range(500)],
+        [rng.choice(boundaries) for _ in range(50)] + [rng.expovariate(4 / top) for _ in range(200)],
+        [top] * 7 + [math.inf] * 2,
+    ]
+    for values in cases:
+        many, ordered = Histogram(boundaries), Histogram(boundaries)
+        for _ in range(2):  # the counts add up over calls
+            many.observe_many(values)
+            ordered.observe_sorted(sorted(values))
+        assert (ordered.counts, ordered.count) == (many.counts, many.count), values
+        assert ordered.sum == many.sum
+
+
+def test_sorted_gaps_are_sorted_once_and_follow_a_replaced_list() -> None:
+    m = StreamMetrics(gaps=[0.3, 0.1, 0.2])
+    ordered = m.sorted_gaps()
+    assert ordered == (0.1, 0.2, 0.3) and m.sorted_gaps() is ordered  # kept for the next sink
+    assert m.gap_stats()["min"] == 0.1 and m == StreamMetrics(gaps=[0.3, 0.1, 0.2])
+    m.gaps = [0.5, 0.4]
+    assert m.sorted_gaps() == (0.4, 0.5) and m.gap_stats()["max"] == 0.5
+    m.gaps.append(0.0)  # a longer list is sorted again
+    assert m.sorted_gaps() == (0.0, 0.4, 0.5)
+    for other in (dataclasses.replace(m, gaps=[2.0, 1.0]), copy.copy(m), pickle.loads(pickle.dumps(m))):
+        assert other.sorted_gaps() == tuple(sorted(other.gaps))
+
+
+def test_a_sink_failing_inside_a_synchronous_subscribe_disposes_the_source() -> None:
+    """The failure comes before source.subscribe() returned the subscription: disposed on arrival."""
+
+    class Broken:
+        def record(self, metrics: StreamMetrics) -> None:
+            raise RuntimeError("disk full")
+
+    disposed: list[bool] = []
+    after: list[bool] = []
+
+    def produce(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+        for e in [start(), text("a", 1, 100), end_event(1, 100)]:
+            observer.on_next(e)
+        after.append(True)
+        observer.on_next(text("b", 2, 200))  # dropped: the stream failed
+        return Disposable(lambda: disposed.append(True))
+
+    out: list[Any] = []
+    errors: list[Exception] = []
+    reactivex.create(produce).pipe(tap_metrics(Broken())).subscribe(out.append, errors.append)
+    assert [e.type for e in out] == ["stream.start", "text.delta"] and [str(e) for e in errors] == ["disk full"]
+    assert after == [True] and disposed == [True]
+
+
+def test_disposing_twice_records_one_cancel_and_disposes_upstream_once() -> None:
+    source: Subject[Any] = Subject()
+    sink = InMemoryMetrics()
+    subscription = source.pipe(tap_metrics(sink)).subscribe()
+    source.on_next(start())
+    source.on_next(text("a", 1, 100))
+    assert source.observers
+    subscription.dispose()
+    subscription.dispose()
+    assert [m.outcome for m in sink.records] == ["cancelled"] and not source.observers
+    source.on_next(text("b", 2, 200))  # after the cancel: nothing more is recorded
+    assert sink.streams == 1

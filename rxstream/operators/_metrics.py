@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import logging
 import math
-from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from itertools import pairwise
+from threading import Lock
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from rxstream._clock import stamp_ns
 from rxstream._events import CONTENT_TYPES, Event, Metrics, StreamStart, UsageSource, make_event
@@ -54,13 +52,26 @@ TOKEN_BUCKETS: tuple[float, ...] = (
 
 
 
+def _no_gaps() -> list[float]:
+    return []  # a factory that is list[float] itself would try (and fail) to tag the list it made
+
+
 def _rank(ordered: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of a sorted sequence: always a value that was observed."""
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+class _GapOrder:
+    """Where a record keeps its gaps sorted: a slot outside the dataclass fields, so it is not
+    compared, shown, copied by ``replace()`` or put in ``asdict()``."""
+
+    __slots__ = ("_sorted",)
+
+    _sorted: tuple[list[float], tuple[float, ...]] | None  # (the gaps list sorted, its sorted copy)
+
+
 @dataclass(slots=True)
-class StreamMetrics:
+class StreamMetrics(_GapOrder):
     """What ``tap_metrics()`` measured of one stream; times in seconds.
 
     Marks are offsets from ``origin_at`` (ns on the source's clock): the moment the request was
@@ -103,7 +114,7 @@ class StreamMetrics:
     duration: float | None = None
     events: int = 0
     chunks: int = 0
-    gaps: list[float] = field(default_factory=list[float])
+    gaps: list[float] = field(default_factory=_no_gaps)
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_read_input_tokens: int | None = None
@@ -117,9 +128,27 @@ class StreamMetrics:
     outcome: Outcome = "completed"
     error_type: str | None = None
 
+    def sorted_gaps(self) -> tuple[float, ...]:
+        """The gaps in ascending order, sorted once for every sink and :meth:`gap_stats`.
+
+        The sorted copy is kept while ``gaps`` is the same list of the same length: replace the
+        list rather than edit its values in place after it was sorted. (A tuple: the garbage
+        collector stops tracing a tuple of floats, while it walks a kept list at each collection.)
+        """
+        gaps = self.gaps
+        try:
+            cached = self._sorted
+        except AttributeError:  # built by StreamMetrics(...), copied or unpickled: not sorted yet
+            cached = None
+        if cached is not None and cached[0] is gaps and len(cached[1]) == len(gaps):
+            return cached[1]
+        ordered = tuple(sorted(gaps))
+        self._sorted = (gaps, ordered)
+        return ordered
+
     def gap_stats(self) -> dict[str, float | None]:
         """``min``, ``p50``, ``p90``, ``p99``, ``max`` (nearest rank) and ``mean`` of the gaps."""
-        gaps = sorted(self.gaps)
+        gaps = self.sorted_gaps()
         if not gaps:
             return dict.fromkeys(("min", "p50", "p90", "p99", "max", "mean"))
         return {
@@ -134,7 +163,10 @@ class StreamMetrics:
     def to_event(self, stream_id: str, seq: int, at: int) -> Metrics:
         """The ``metrics`` event carrying these figures."""
         fields = {name: getattr(self, name) for name in _EVENT_FIELDS}
-        fields.update({f"gap_{name}": value for name, value in self.gap_stats().items()})
+        # Keys written out, not made: the event's builder matches interned names by identity.
+        gaps = self.gap_stats()
+        fields["gap_min"], fields["gap_p50"], fields["gap_p90"] = gaps["min"], gaps["p50"], gaps["p90"]
+        fields["gap_p99"], fields["gap_max"], fields["gap_mean"] = gaps["p99"], gaps["max"], gaps["mean"]
         return make_event(Metrics, stream_id=stream_id, seq=seq, at=at, gap_count=len(self.gaps), **fields)
 
 
@@ -183,6 +215,26 @@ class Histogram:
         self.count += len(values)
         self.sum += math.fsum(values)
 
+    def observe_sorted(self, values: Sequence[float]) -> None:
+        """``observe_many`` for values in ascending order (no NaN): the same counts and sum, with
+        one bisection per bucket the values span instead of one per value."""
+        n = len(values)
+        if not n:
+            return
+        boundaries = self.boundaries
+        counts = self.counts
+        index = bisect_left(boundaries, values[0])  # the smallest value's bucket
+        last = bisect_left(boundaries, values[-1])  # the largest's
+        below = 0  # values counted so far: those at most the previous bound
+        while index < last:
+            upto = bisect_right(values, boundaries[index], below)
+            counts[index] += upto - below
+            below = upto
+            index += 1
+        counts[last] += n - below
+        self.count += n
+        self.sum += math.fsum(values)
+
     def cumulative(self) -> list[tuple[float, int]]:
         """``(upper bound, count of values at most that)`` per bucket, ``inf`` last."""
         out: list[tuple[float, int]] = []
@@ -227,7 +279,8 @@ class InMemoryMetrics:
             h["duration"].observe(metrics.duration)
         if metrics.ttft is not None:
             h["ttft"].observe(metrics.ttft)
-        h["gap"].observe_many(metrics.gaps)
+        if metrics.gaps:
+            h["gap"].observe_sorted(metrics.sorted_gaps())
         if metrics.output_tokens is not None:
             h["output_tokens"].observe(metrics.output_tokens)
         if metrics.tokens_per_s is not None:
@@ -309,90 +362,122 @@ def format_metrics(metrics: StreamMetrics) -> str:
     return _table((f"metric (from {ORIGIN_NAMES[metrics.origin]})", "value"), metrics_rows(metrics))
 
 
+_new_metrics = object.__new__
+
+
 class _Tracker:
-    """One stream's measurement between events (the operator keeps its hot counters in cells)."""
+    """One stream's measurement between events (the current stream's hot counters are the tap's)."""
 
     __slots__ = (
         "events",
         "finishes",
+        "first_stamp",
         "first_text",
+        "gaps",
         "last_ev",
         "last_seq",
+        "last_stamp",
         "restarts",
-        "stamps",
         "start",
         "stream_id",
         "usage",
     )
 
-    def __init__(self) -> None:
-        self.events = 0
-        self.stamps = array("q")  # arrival (ns) of each content chunk
+    def __init__(self, stream_id: str | None = None) -> None:
+        self.events = 0  # events seen that were not content chunks (each of those is stamped)
+        # Content chunks' arrivals (ns): the first, the last, and each gap (s) as it comes, so
+        # that the end of a stream has no per-chunk work left but sorting for percentiles.
+        self.first_stamp: int | None = None
+        self.last_stamp: int | None = None
+        self.gaps: list[float] = []
         self.first_text: int | None = None
         self.last_seq = -1
         self.last_ev: Any = None
         self.start: StreamStart | None = None
-        self.stream_id: str | None = None
+        self.stream_id = stream_id
         self.usage: Any = None
         self.finishes: list[str] = []
         self.restarts = 0
 
     def result(self, outcome: Outcome, error: Exception | None, end_at: int | None) -> StreamMetrics:
-        start = self.start
-        stamps = self.stamps
-        m = StreamMetrics(stream_id=self.stream_id, events=self.events, chunks=len(stamps), outcome=outcome)
-        if error is not None:
-            m.error_type = type(error).__name__
+        # Every field is set on a bare record rather than through StreamMetrics(...): a call with
+        # that many keywords packs them into a dict first. Events are read through their
+        # __dict__ (a pydantic attribute read costs twice a dict look-up).
+        m = _new_metrics(StreamMetrics)
+        first = self.first_stamp
+        last = self.last_stamp
+        chunks = 0 if first is None else len(self.gaps) + 1
+        m.stream_id = self.stream_id
+        m.events = self.events + chunks
+        m.chunks = chunks
+        m.outcome = outcome
+        m.error_type = None if error is None else type(error).__name__
+        m._sorted = None  # pyright: ignore[reportPrivateUsage] - this module's own record
         origin: int | None = None
-        if start is not None:
-            m.provider = start.provider
-            m.wire = start.wire
-            request = start.request
-            model = request.get("model") if request is not None else None
+        start = self.start
+        if start is None:
+            m.provider = m.wire = m.request_model = m.response_model = m.server_address = None
+            m.server_port = m.ttfb = m.first_event = None
+        else:
+            s = start.__dict__
+            m.provider = s["provider"]
+            m.wire = s["wire"]
+            request = s["request"]
+            model = None if request is None else request.get("model")
             m.request_model = model if isinstance(model, str) else None
-            m.response_model = start.model
-            m.server_address = start.server_address
-            m.server_port = start.server_port
-            if start.request_sent_at is not None:
-                origin = start.request_sent_at
-                m.ttfb = (start.at - origin) / 1e9
+            m.response_model = s["model"]
+            m.server_address = s["server_address"]
+            m.server_port = s["server_port"]
+            at = s["at"]
+            seen = s["first_event_at"]
+            origin = s["request_sent_at"]
+            if origin is not None:
+                m.origin = "request"
+                m.ttfb = (at - origin) / 1e9
             else:
-                origin = start.at
-                m.origin = "first_event" if start.first_event_at in (None, start.at) else "headers"
-            if start.first_event_at is not None:
-                m.first_event = (start.first_event_at - origin) / 1e9
+                origin = at
+                m.origin = "first_event" if seen is None or seen == at else "headers"
+                m.ttfb = None
+            m.first_event = None if seen is None else (seen - origin) / 1e9
         # The last event seen: content chunks are only stamped, other events kept.
-        last_at: int | None = self.last_ev.at if self.last_ev is not None else None
-        if stamps and (last_at is None or stamps[-1] > last_at):
-            last_at = stamps[-1]
-        first = stamps[0] if stamps else None
+        last_ev = self.last_ev
+        last_at: int | None = None if last_ev is None else last_ev.__dict__["at"]
+        if last is not None and (last_at is None or last > last_at):
+            last_at = last
         if origin is None:
             origin = first if first is not None else last_at
             m.origin = "first_event"
         m.origin_at = origin
-        if origin is None:
+        if origin is None:  # no event, or only empty reasoning deltas: nothing to measure from
+            m.ttft = m.first_text = m.duration = m.chunks_per_s = m.tokens_per_s = None
+            m.input_tokens = m.output_tokens = m.cache_read_input_tokens = m.cache_write_input_tokens = None
+            m.reasoning_tokens = m.usage_source = None
+            m.gaps = []
+            m.finish_reasons = ()
+            m.restarts = 0
             return m
-        if first is not None:
-            m.ttft = (first - origin) / 1e9
-        if self.first_text is not None:
-            m.first_text = (self.first_text - origin) / 1e9
+        m.ttft = None if first is None else (first - origin) / 1e9
+        first_text = self.first_text
+        m.first_text = None if first_text is None else (first_text - origin) / 1e9
         end = end_at if end_at is not None else last_at
-        if end is not None:
-            m.duration = (end - origin) / 1e9
-        m.gaps = [(b - a) / 1e9 for a, b in pairwise(stamps)]
-        window = (stamps[-1] - stamps[0]) / 1e9 if stamps else 0.0
-        if window > 0:
-            m.chunks_per_s = len(m.gaps) / window
+        m.duration = None if end is None else (end - origin) / 1e9
+        m.gaps = self.gaps  # the tracker ends with this record
+        window = 0.0 if first is None or last is None else (last - first) / 1e9
+        m.chunks_per_s = (chunks - 1) / window if window > 0 else None
         usage = self.usage
-        if usage is not None:
-            m.input_tokens = usage.input_tokens
-            m.output_tokens = usage.output_tokens
-            m.cache_read_input_tokens = usage.cache_read_input_tokens
-            m.cache_write_input_tokens = usage.cache_write_input_tokens
-            m.reasoning_tokens = usage.reasoning_tokens
-            m.usage_source = usage.source
-            if window > 0 and usage.output_tokens is not None:
-                m.tokens_per_s = usage.output_tokens / window
+        if usage is None:
+            m.input_tokens = m.output_tokens = m.cache_read_input_tokens = m.cache_write_input_tokens = None
+            m.reasoning_tokens = m.usage_source = m.tokens_per_s = None
+        else:
+            u = usage.__dict__
+            output_tokens = u["output_tokens"]
+            m.input_tokens = u["input_tokens"]
+            m.output_tokens = output_tokens
+            m.cache_read_input_tokens = u["cache_read_input_tokens"]
+            m.cache_write_input_tokens = u["cache_write_input_tokens"]
+            m.reasoning_tokens = u["reasoning_tokens"]
+            m.usage_source = u["source"]
+            m.tokens_per_s = output_tokens / window if window > 0 and output_tokens is not None else None
         m.finish_reasons = tuple(self.finishes)
         m.restarts = self.restarts
         return m
@@ -407,7 +492,9 @@ def _sinks(sink: SinkArg) -> tuple[MetricsSink, ...]:
     if sink is None:
         return ()
     given: Any = sink  # checked here: callers may pass anything
-    if callable(getattr(given, "record", None)) or not isinstance(given, Iterable):
+    if callable(getattr(given, "record", None)):
+        return (given,)
+    if not isinstance(given, Iterable):
         return _checked((given,))
     return _checked(tuple(cast("Iterable[Any]", given)))
 
@@ -420,6 +507,248 @@ def _checked(candidates: tuple[Any, ...]) -> tuple[MetricsSink, ...]:
                 f"got {type(candidate).__name__}"
             )
     return candidates
+
+
+class _Tap(abc.ObserverBase[Any], abc.DisposableBase):
+    """One subscription of ``tap_metrics()``: the observer it subscribes upstream with and the
+    disposable it returns downstream, in one object.
+
+    One object rather than a dozen closures, a ``SingleAssignmentDisposable`` and a
+    ``Disposable`` (each of those with its own ``RLock``): ``detach()`` and ``attach()`` give the
+    same dispose-before-assignment guarantee without them. One tracker per stream_id: a merge of
+    several streams is measured stream by stream. The current stream's hot counters live in this
+    object, one attribute read away rather than two; they go back to its tracker when another
+    stream's event arrives or a stream is recorded.
+    """
+
+    __slots__ = (
+        "cur",
+        "current_id",
+        "detached",
+        "disposed",
+        "emit",
+        "events",
+        "gaps",
+        "last_ev",
+        "last_seq",
+        "last_stamp",
+        "now",
+        "observer",
+        "sinks",
+        "stopped",
+        "trackers",
+        "upstream",
+        "want_text",
+    )
+
+    def __init__(
+        self,
+        observer: abc.ObserverBase[Event],
+        sinks: tuple[MetricsSink, ...],
+        emit: bool,
+        now: Callable[[], int] | None,
+    ) -> None:
+        self.observer = observer
+        self.sinks = sinks
+        self.emit = emit
+        self.now = now
+        self.trackers: dict[str, _Tracker] = {}
+        self.cur = _NOBODY  # replaced at the first event; never written to
+        self.current_id: Any = None
+        self.events = 0
+        self.last_seq = -1
+        self.last_ev: Any = None
+        self.want_text = True
+        self.gaps = _NOBODY.gaps
+        self.last_stamp: int | None = None
+        self.stopped = False
+        # The upstream subscription, and whether it is to be disposed (by a dispose() or a failing
+        # sink) even before source.subscribe() returned it (a synchronous source).
+        self.upstream: abc.DisposableBase | None = None
+        self.detached = False
+        # Taken by the first dispose(): one cancel record even when two threads dispose at once.
+        self.disposed = Lock()
+
+    def attach(self, source: Observable[Event], scheduler: abc.SchedulerBase | None) -> _Tap:
+        subscription = source.subscribe(self, scheduler=scheduler)
+        self.upstream = subscription
+        if self.detached:  # disposed, or a sink failed, while subscribing
+            self.detach()
+        return self
+
+    def on_next(self, value: Any) -> None:
+        if self.stopped:
+            return
+        d = value.__dict__
+        if d["stream_id"] is not self.current_id:
+            self.switch(d["stream_id"])
+        kind = d["type"]
+        if kind == "text.delta":  # most events: the content branch below, narrowed to text
+            seq = d["seq"]
+            if seq != self.last_seq:
+                at = d["at"]
+                last = self.last_stamp
+                if last is not None:
+                    self.gaps.append((at - last) / 1e9)
+                else:
+                    self.cur.first_stamp = at
+                self.last_stamp = at
+                self.last_seq = seq
+            else:
+                self.events += 1
+            if self.want_text:
+                self.cur.first_text = d["at"]
+                self.want_text = False
+            self.observer.on_next(value)
+            return
+        if kind in CONTENT_TYPES:
+            seq = d["seq"]
+            if seq != self.last_seq and (kind != "reasoning.delta" or d["text"]):
+                at = d["at"]  # a new chunk: its gap from the previous one, in seconds
+                last = self.last_stamp
+                if last is not None:
+                    self.gaps.append((at - last) / 1e9)
+                else:
+                    self.cur.first_stamp = at
+                self.last_stamp = at
+                self.last_seq = seq
+            else:
+                self.events += 1
+            self.observer.on_next(value)
+            return
+        self.events += 1
+        self.last_ev = value
+        cur = self.cur
+        if kind == "usage":
+            cur.usage = value
+        elif kind == "finish":
+            cur.finishes.append(d["reason"] or d["raw_reason"] or "unknown")
+        elif kind == "stream.start":
+            # After a retry's stream.restart the new attempt's start keeps the first one's
+            # origin: the consumer waited for both.
+            if cur.start is None:
+                cur.start = value
+        elif kind == "stream.restart":
+            cur.restarts += 1
+            self.last_seq = -1  # the new attempt numbers its messages from the start again
+        elif kind == "stream.end":
+            self.save()
+            t = self.trackers.pop(self.current_id)
+            self.current_id = None
+            if not self.end(t, value):
+                return
+        self.observer.on_next(value)
+
+    def save(self) -> None:
+        cur = self.cur
+        cur.events = self.events
+        cur.last_seq = self.last_seq
+        cur.last_ev = self.last_ev
+        cur.last_stamp = self.last_stamp
+
+    def switch(self, sid: str) -> None:
+        if self.current_id is not None:
+            self.save()
+        t = self.trackers.get(sid)
+        if t is None:
+            t = self.trackers[sid] = _Tracker(sid)
+        self.cur = t
+        self.current_id = sid
+        self.events = t.events
+        self.last_seq = t.last_seq
+        self.last_ev = t.last_ev
+        self.last_stamp = t.last_stamp
+        self.gaps = t.gaps
+        self.want_text = t.first_text is None
+
+    def flush_current(self) -> None:
+        if self.current_id is not None:
+            self.save()
+
+    def detach(self) -> None:
+        # Set the flag, then read the subscription (attach() does the converse): whichever runs
+        # last disposes it, and a second dispose of a reactivex subscription does nothing.
+        self.detached = True
+        upstream = self.upstream
+        if upstream is not None:
+            self.upstream = None
+            upstream.dispose()
+
+    def fail(self, exc: Exception) -> None:
+        self.stopped = True
+        self.detach()
+        self.observer.on_error(exc)
+
+    def end(self, t: _Tracker, ev: Any) -> bool:
+        """Record a stream that completed; emit its metrics event. False if a sink failed."""
+        m = t.result("completed", None, ev.__dict__["at"] if ev is not None else None)
+        try:
+            for s in self.sinks:
+                s.record(m)
+        except Exception as exc:  # noqa: BLE001 - a user's sink, reported per Rx grammar
+            self.fail(exc)
+            return False
+        if self.emit:
+            if ev is not None:
+                self.observer.on_next(m.to_event(ev.stream_id, ev.seq, ev.at))
+            elif t.stream_id is not None and (t.last_ev is not None or t.last_stamp is not None):
+                # After the stream's last event: content is only stamped, not kept.
+                seq = max(t.last_seq, t.last_ev.seq if t.last_ev is not None else 0)
+                at = max(t.last_stamp or 0, t.last_ev.at if t.last_ev is not None else 0)
+                self.observer.on_next(m.to_event(t.stream_id, seq, at))
+        return True
+
+    def on_error(self, error: Exception) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.flush_current()
+        at = self.now() if self.now is not None else None
+        # A failure before any event (an HTTP 429, a refused connection) is a stream too.
+        trackers = self.trackers
+        for t in trackers.values() if trackers else (_Tracker(),):
+            try:
+                m = t.result("error", error, at)
+                for s in self.sinks:
+                    s.record(m)
+            except Exception as exc:  # noqa: BLE001 - the upstream error is what the consumer needs
+                error.add_note(f"tap_metrics: a sink failed recording this error: {type(exc).__name__}: {exc}")
+        trackers.clear()
+        self.observer.on_error(error)
+
+    def on_completed(self) -> None:
+        if self.stopped:
+            return
+        self.flush_current()
+        trackers = self.trackers
+        if trackers:
+            for t in list(trackers.values()):
+                if not self.end(t, None):
+                    return
+            trackers.clear()
+        self.stopped = True
+        self.observer.on_completed()
+
+    def cancel(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.flush_current()
+        at = self.now() if self.now is not None else None
+        for t in self.trackers.values():
+            try:
+                m = t.result("cancelled", None, at)
+                for s in self.sinks:
+                    s.record(m)
+            except Exception:  # noqa: BLE001 - nobody left to tell but the log
+                _log.exception("tap_metrics: a sink failed recording a cancelled stream")
+        self.trackers.clear()
+
+    def dispose(self) -> None:
+        if not self.disposed.acquire(False):
+            return
+        self.cancel()
+        self.detach()
 
 
 def tap_metrics(
@@ -485,160 +814,7 @@ def tap_metrics(
 
     def operator(source: Observable[Event]) -> Observable[Event]:
         def subscribe(observer: abc.ObserverBase[Event], subscribe_scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
-            # One tracker per stream_id: a merge of several streams is measured stream by stream.
-            # The current stream's hot counters live in closure cells (pydantic attribute reads
-            # and slot writes cost several times a cell's); they go back to its tracker when
-            # another stream's event arrives or a stream is recorded.
-            trackers: dict[str, _Tracker] = {}
-            cur = _NOBODY  # replaced at the first event; never written to
-            current_id: Any = None
-            events = 0
-            last_seq = -1
-            last_ev: Any = None
-            want_text = True
-            stamp = cur.stamps.append
-            stopped = False
-            content = CONTENT_TYPES
-            emit_next = observer.on_next
-
-            def save() -> None:
-                cur.events, cur.last_seq, cur.last_ev = events, last_seq, last_ev
-
-            def switch(sid: str) -> None:
-                nonlocal cur, current_id, events, last_seq, last_ev, want_text, stamp
-                if current_id is not None:
-                    save()
-                t = trackers.get(sid)
-                if t is None:
-                    t = trackers[sid] = _Tracker()
-                    t.stream_id = sid
-                cur, current_id = t, sid
-                events, last_seq, last_ev = t.events, t.last_seq, t.last_ev
-                want_text = t.first_text is None
-                stamp = t.stamps.append
-
-            def report(m: StreamMetrics) -> None:
-                for s in sinks:
-                    s.record(m)
-
-            def on_next(ev: Any) -> None:
-                nonlocal current_id, events, last_seq, last_ev, want_text
-                if stopped:
-                    return
-                d = ev.__dict__
-                if d["stream_id"] is not current_id:
-                    switch(d["stream_id"])
-                kind = d["type"]
-                events += 1
-                if kind in content:
-                    seq = d["seq"]
-                    if seq != last_seq and (kind != "reasoning.delta" or d["text"]):
-                        stamp(d["at"])
-                        last_seq = seq
-                    if want_text and kind == "text.delta":
-                        cur.first_text = d["at"]
-                        want_text = False
-                    emit_next(ev)
-                    return
-                last_ev = ev
-                if kind == "usage":
-                    cur.usage = ev
-                elif kind == "finish":
-                    cur.finishes.append(d["reason"] or d["raw_reason"] or "unknown")
-                elif kind == "stream.start":
-                    # After a retry's stream.restart the new attempt's start keeps the first one's
-                    # origin: the consumer waited for both.
-                    if cur.start is None:
-                        cur.start = ev
-                elif kind == "stream.restart":
-                    cur.restarts += 1
-                    last_seq = -1  # the new attempt numbers its messages from the start again
-                elif kind == "stream.end":
-                    save()
-                    t = trackers.pop(current_id)
-                    current_id = None
-                    if not end(t, ev):
-                        return
-                emit_next(ev)
-
-            def flush_current() -> None:
-                if current_id is not None:
-                    save()
-
-            def fail(exc: Exception) -> None:
-                nonlocal stopped
-                stopped = True
-                upstream.dispose()
-                observer.on_error(exc)
-
-            def end(t: _Tracker, ev: Any) -> bool:
-                """Record a stream that completed; emit its metrics event. False if a sink failed."""
-                m = t.result("completed", None, ev.at if ev is not None else None)
-                try:
-                    report(m)
-                except Exception as exc:  # noqa: BLE001 - a user's sink, reported per Rx grammar
-                    fail(exc)
-                    return False
-                if emit:
-                    if ev is not None:
-                        emit_next(m.to_event(ev.stream_id, ev.seq, ev.at))
-                    elif t.stream_id is not None and (t.last_ev is not None or t.stamps):
-                        # After the stream's last event: content is only stamped, not kept.
-                        seq = max(t.last_seq, t.last_ev.seq if t.last_ev is not None else 0)
-                        at = max(t.stamps[-1] if t.stamps else 0, t.last_ev.at if t.last_ev is not None else 0)
-                        emit_next(m.to_event(t.stream_id, seq, at))
-                return True
-
-            def on_error(error: Exception) -> None:
-                nonlocal stopped
-                if stopped:
-                    return
-                stopped = True
-                flush_current()
-                at = now() if now is not None else None
-                # A failure before any event (an HTTP 429, a refused connection) is a stream too.
-                for t in trackers.values() if trackers else (_Tracker(),):
-                    try:
-                        report(t.result("error", error, at))
-                    except Exception as exc:  # noqa: BLE001 - the upstream error is what the consumer needs
-                        error.add_note(f"tap_metrics: a sink failed recording this error: {type(exc).__name__}: {exc}")
-                trackers.clear()
-                observer.on_error(error)
-
-            def on_completed() -> None:
-                nonlocal stopped
-                if stopped:
-                    return
-                flush_current()
-                for t in list(trackers.values()):
-                    if not end(t, None):
-                        return
-                trackers.clear()
-                stopped = True
-                observer.on_completed()
-
-            def cancel() -> None:
-                nonlocal stopped
-                if stopped:
-                    return
-                stopped = True
-                flush_current()
-                at = now() if now is not None else None
-                for t in trackers.values():
-                    try:
-                        report(t.result("cancelled", None, at))
-                    except Exception:  # noqa: BLE001 - nobody left to tell but the log
-                        _log.exception("tap_metrics: a sink failed recording a cancelled stream")
-                trackers.clear()
-
-            upstream = SingleAssignmentDisposable()
-            upstream.disposable = source.subscribe(on_next, on_error, on_completed, scheduler=subscribe_scheduler)
-
-            def dispose() -> None:
-                cancel()
-                upstream.dispose()
-
-            return Disposable(dispose)
+            return _Tap(observer, sinks, emit, now).attach(source, subscribe_scheduler)
 
         return Observable(subscribe)
 
