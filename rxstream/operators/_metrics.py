@@ -583,24 +583,6 @@ class _Tap(abc.ObserverBase[Any], abc.DisposableBase):
         if d["stream_id"] is not self.current_id:
             self.switch(d["stream_id"])
         kind = d["type"]
-        if kind == "text.delta":  # most events: the content branch below, narrowed to text
-            seq = d["seq"]
-            if seq != self.last_seq:
-                at = d["at"]
-                last = self.last_stamp
-                if last is not None:
-                    self.gaps.append((at - last) / 1e9)
-                else:
-                    self.cur.first_stamp = at
-                self.last_stamp = at
-                self.last_seq = seq
-            else:
-                self.events += 1
-            if self.want_text:
-                self.cur.first_text = d["at"]
-                self.want_text = False
-            self.observer.on_next(value)
-            return
         if kind in CONTENT_TYPES:
             seq = d["seq"]
             if seq != self.last_seq and (kind != "reasoning.delta" or d["text"]):
@@ -613,7 +595,10 @@ class _Tap(abc.ObserverBase[Any], abc.DisposableBase):
                 self.last_stamp = at
                 self.last_seq = seq
             else:
-                self.events += 1
+                self.events += 1  # counted here only: each stamped chunk is counted by its gap
+            if self.want_text and kind == "text.delta":
+                self.cur.first_text = d["at"]
+                self.want_text = False
             self.observer.on_next(value)
             return
         self.events += 1
