@@ -490,7 +490,7 @@ def test_gaps_are_exactly_the_differences_of_the_arrivals() -> None:
 
 
 def test_a_record_sets_every_field() -> None:
-    """Records are built field by field: each one equals the record its values make."""
+    """Each outcome's record equals the record its values make: no field left unset or stray."""
     boom = ProviderUnavailableError("service unavailable", status=503)
     sink = InMemoryMetrics()
     reactivex.throw(boom).pipe(tap_metrics(sink)).subscribe(on_error=lambda _: None)

@@ -163,10 +163,7 @@ class StreamMetrics(_GapOrder):
     def to_event(self, stream_id: str, seq: int, at: int) -> Metrics:
         """The ``metrics`` event carrying these figures."""
         fields = {name: getattr(self, name) for name in _EVENT_FIELDS}
-        # Keys written out, not made: the event's builder matches interned names by identity.
-        gaps = self.gap_stats()
-        fields["gap_min"], fields["gap_p50"], fields["gap_p90"] = gaps["min"], gaps["p50"], gaps["p90"]
-        fields["gap_p99"], fields["gap_max"], fields["gap_mean"] = gaps["p99"], gaps["max"], gaps["mean"]
+        fields.update({f"gap_{name}": value for name, value in self.gap_stats().items()})
         return make_event(Metrics, stream_id=stream_id, seq=seq, at=at, gap_count=len(self.gaps), **fields)
 
 
@@ -362,9 +359,6 @@ def format_metrics(metrics: StreamMetrics) -> str:
     return _table((f"metric (from {ORIGIN_NAMES[metrics.origin]})", "value"), metrics_rows(metrics))
 
 
-_new_metrics = object.__new__
-
-
 class _Tracker:
     """One stream's measurement between events (the current stream's hot counters are the tap's)."""
 
@@ -400,48 +394,33 @@ class _Tracker:
         self.restarts = 0
 
     def result(self, outcome: Outcome, error: Exception | None, end_at: int | None) -> StreamMetrics:
-        # Every field is set on a bare record rather than through StreamMetrics(...): a call with
-        # that many keywords packs them into a dict first. Events are read through their
-        # __dict__ (a pydantic attribute read costs twice a dict look-up).
-        m = _new_metrics(StreamMetrics)
         first = self.first_stamp
         last = self.last_stamp
         chunks = 0 if first is None else len(self.gaps) + 1
-        m.stream_id = self.stream_id
-        m.events = self.events + chunks
-        m.chunks = chunks
-        m.outcome = outcome
-        m.error_type = None if error is None else type(error).__name__
-        m._sorted = None  # pyright: ignore[reportPrivateUsage] - this module's own record
+        m = StreamMetrics(stream_id=self.stream_id, events=self.events + chunks, chunks=chunks, outcome=outcome)
+        if error is not None:
+            m.error_type = type(error).__name__
         origin: int | None = None
         start = self.start
-        if start is None:
-            m.provider = m.wire = m.request_model = m.response_model = m.server_address = None
-            m.server_port = m.ttfb = m.first_event = None
-        else:
-            s = start.__dict__
-            m.provider = s["provider"]
-            m.wire = s["wire"]
-            request = s["request"]
-            model = None if request is None else request.get("model")
+        if start is not None:
+            m.provider = start.provider
+            m.wire = start.wire
+            request = start.request
+            model = request.get("model") if request is not None else None
             m.request_model = model if isinstance(model, str) else None
-            m.response_model = s["model"]
-            m.server_address = s["server_address"]
-            m.server_port = s["server_port"]
-            at = s["at"]
-            seen = s["first_event_at"]
-            origin = s["request_sent_at"]
-            if origin is not None:
-                m.origin = "request"
-                m.ttfb = (at - origin) / 1e9
+            m.response_model = start.model
+            m.server_address = start.server_address
+            m.server_port = start.server_port
+            if start.request_sent_at is not None:
+                origin = start.request_sent_at
+                m.ttfb = (start.at - origin) / 1e9
             else:
-                origin = at
-                m.origin = "first_event" if seen is None or seen == at else "headers"
-                m.ttfb = None
-            m.first_event = None if seen is None else (seen - origin) / 1e9
+                origin = start.at
+                m.origin = "first_event" if start.first_event_at in (None, start.at) else "headers"
+            if start.first_event_at is not None:
+                m.first_event = (start.first_event_at - origin) / 1e9
         # The last event seen: content chunks are only stamped, other events kept.
-        last_ev = self.last_ev
-        last_at: int | None = None if last_ev is None else last_ev.__dict__["at"]
+        last_at: int | None = self.last_ev.at if self.last_ev is not None else None
         if last is not None and (last_at is None or last > last_at):
             last_at = last
         if origin is None:
@@ -449,35 +428,28 @@ class _Tracker:
             m.origin = "first_event"
         m.origin_at = origin
         if origin is None:  # no event, or only empty reasoning deltas: nothing to measure from
-            m.ttft = m.first_text = m.duration = m.chunks_per_s = m.tokens_per_s = None
-            m.input_tokens = m.output_tokens = m.cache_read_input_tokens = m.cache_write_input_tokens = None
-            m.reasoning_tokens = m.usage_source = None
-            m.gaps = []
-            m.finish_reasons = ()
-            m.restarts = 0
             return m
-        m.ttft = None if first is None else (first - origin) / 1e9
-        first_text = self.first_text
-        m.first_text = None if first_text is None else (first_text - origin) / 1e9
+        if first is not None:
+            m.ttft = (first - origin) / 1e9
+        if self.first_text is not None:
+            m.first_text = (self.first_text - origin) / 1e9
         end = end_at if end_at is not None else last_at
-        m.duration = None if end is None else (end - origin) / 1e9
+        if end is not None:
+            m.duration = (end - origin) / 1e9
         m.gaps = self.gaps  # the tracker ends with this record
         window = 0.0 if first is None or last is None else (last - first) / 1e9
-        m.chunks_per_s = (chunks - 1) / window if window > 0 else None
+        if window > 0:
+            m.chunks_per_s = (chunks - 1) / window
         usage = self.usage
-        if usage is None:
-            m.input_tokens = m.output_tokens = m.cache_read_input_tokens = m.cache_write_input_tokens = None
-            m.reasoning_tokens = m.usage_source = m.tokens_per_s = None
-        else:
-            u = usage.__dict__
-            output_tokens = u["output_tokens"]
-            m.input_tokens = u["input_tokens"]
-            m.output_tokens = output_tokens
-            m.cache_read_input_tokens = u["cache_read_input_tokens"]
-            m.cache_write_input_tokens = u["cache_write_input_tokens"]
-            m.reasoning_tokens = u["reasoning_tokens"]
-            m.usage_source = u["source"]
-            m.tokens_per_s = output_tokens / window if window > 0 and output_tokens is not None else None
+        if usage is not None:
+            m.input_tokens = usage.input_tokens
+            m.output_tokens = usage.output_tokens
+            m.cache_read_input_tokens = usage.cache_read_input_tokens
+            m.cache_write_input_tokens = usage.cache_write_input_tokens
+            m.reasoning_tokens = usage.reasoning_tokens
+            m.usage_source = usage.source
+            if window > 0 and usage.output_tokens is not None:
+                m.tokens_per_s = usage.output_tokens / window
         m.finish_reasons = tuple(self.finishes)
         m.restarts = self.restarts
         return m
@@ -632,8 +604,7 @@ class _Tap(abc.ObserverBase[Any], abc.DisposableBase):
         cur.last_stamp = self.last_stamp
 
     def switch(self, sid: str) -> None:
-        if self.current_id is not None:
-            self.save()
+        self.flush_current()
         t = self.trackers.get(sid)
         if t is None:
             t = self.trackers[sid] = _Tracker(sid)
