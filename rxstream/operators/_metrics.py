@@ -637,7 +637,7 @@ class _Tap(abc.ObserverBase[Any], abc.DisposableBase):
 
     def end(self, t: _Tracker, ev: Any) -> bool:
         """Record a stream that completed; emit its metrics event. False if a sink failed."""
-        m = t.result("completed", None, ev.__dict__["at"] if ev is not None else None)
+        m = t.result("completed", None, ev.at if ev is not None else None)
         try:
             for s in self.sinks:
                 s.record(m)
